@@ -1,0 +1,2 @@
+//! The controller: not built yet (see issue #4). The workspace member exists so the layout of
+//! `../shared/docs/architecture.md` is in place; it exposes nothing that pretends to work.

@@ -1,0 +1,1 @@
+//! Conversions from k8s-openapi objects into snapshot messages.

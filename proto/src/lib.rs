@@ -1,0 +1,18 @@
+//! The gRPC contracts of the safety-service (and, later, the rebalancer-service), generated from
+//! `proto/`, with the proto3 JSON mapping (unknown fields ignored) so that Kubernetes JSON objects
+//! parse straight into snapshot messages, and conversions from `k8s-openapi` types.
+
+pub mod convert;
+
+/// `vpsie.safety.v1`: the snapshot messages and the `SafetyService`.
+pub mod safety {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic)]
+        include!(concat!(env!("OUT_DIR"), "/vpsie.safety.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/vpsie.safety.v1.serde.rs"));
+    }
+}
+
+/// The encoded `FileDescriptorSet` of every service, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/vpsie_descriptor.bin"));

@@ -1,0 +1,3 @@
+//! End-to-end tests across the three binaries live here once the rebalancer and the controller
+//! exist (issues #3 and #4). The safety-service's own socket-level tests are in
+//! `safety-service/tests/`.
