@@ -3,6 +3,7 @@
 //! parse straight into snapshot messages, and conversions from `k8s-openapi` types.
 
 pub mod convert;
+pub mod json;
 
 /// `vpsie.safety.v1`: the snapshot messages and the `SafetyService`.
 pub mod safety {

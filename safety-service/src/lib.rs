@@ -1,2 +1,5 @@
 //! The safety-service: a pure simulation engine and its gRPC adapter.
 pub mod engine;
+pub mod grpc;
+pub mod metrics;
+pub mod server;

@@ -1,0 +1,403 @@
+//! NodeAffinity: `nodeSelector` and required node affinity (terms ORed, expressions ANDed,
+//! In/NotIn/Exists/DoesNotExist/Gt/Lt, `matchFields` on `metadata.name`), and the PreFilter that
+//! rejects a pod whose terms name nodes by name and name none in common.
+
+use vpsie_proto::safety::v1 as pb;
+
+use crate::engine::EngineError;
+use crate::engine::labels::{Interner, Labels, Sym};
+
+pub const REASON: &str = "node(s) didn't match Pod's node affinity/selector";
+pub const REASON_CONFLICT: &str = "pod affinity terms conflict";
+const NAME_FIELD: &str = "metadata.name";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum LabelOp {
+    In(Vec<Sym>),
+    NotIn(Vec<Sym>),
+    Exists,
+    DoesNotExist,
+    Gt(i64),
+    Lt(i64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LabelExpression {
+    key: Sym,
+    op: LabelOp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FieldExpression<'a> {
+    /// `In` when true, `NotIn` otherwise.
+    is_in: bool,
+    value: &'a str,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Term<'a> {
+    labels: Vec<LabelExpression>,
+    fields: Vec<FieldExpression<'a>>,
+}
+
+/// What a pod requires of a node's labels and name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequiredNodeAffinity<'a> {
+    /// `spec.nodeSelector`, every pair must be present.
+    node_selector: Vec<(Sym, Sym)>,
+    /// Required terms, `None` without required node affinity. Empty terms are dropped (they
+    /// select nothing), so `Some(vec![])` matches no node.
+    terms: Option<Vec<Term<'a>>>,
+    /// Set when every term names nodes through `metadata.name In` and no node is named by all
+    /// the requirements of any term: the PreFilter rejects the pod outright.
+    pub conflict: bool,
+}
+
+impl<'a> RequiredNodeAffinity<'a> {
+    pub fn compile(
+        spec: &'a pb::PodSpec,
+        strings: &mut Interner<'a>,
+        path: &dyn Fn() -> String,
+    ) -> Result<Self, EngineError> {
+        let mut node_selector: Vec<(Sym, Sym)> = spec
+            .node_selector
+            .iter()
+            .map(|(k, v)| (strings.intern(k), strings.intern(v)))
+            .collect();
+        node_selector.sort_unstable();
+        let required = spec
+            .affinity
+            .as_ref()
+            .and_then(|a| a.node_affinity.as_ref())
+            .and_then(|n| {
+                n.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            });
+        let Some(required) = required else {
+            return Ok(RequiredNodeAffinity {
+                node_selector,
+                terms: None,
+                conflict: false,
+            });
+        };
+        let mut terms = Vec::with_capacity(required.node_selector_terms.len());
+        for (t, term) in required.node_selector_terms.iter().enumerate() {
+            let term_path = || {
+                format!(
+                    "{}.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[{t}]",
+                    path()
+                )
+            };
+            let compiled = compile_term(term, strings, &term_path)?;
+            if !(term.match_expressions.is_empty() && term.match_fields.is_empty()) {
+                terms.push(compiled);
+            }
+        }
+        let conflict = names_conflict(&required.node_selector_terms);
+        Ok(RequiredNodeAffinity {
+            node_selector,
+            terms: Some(terms),
+            conflict,
+        })
+    }
+
+    /// Does a node with these labels and this name satisfy the pod?
+    pub fn matches(&self, labels: &Labels, node_name: &str, strings: &Interner<'_>) -> bool {
+        if !self
+            .node_selector
+            .iter()
+            .all(|&(k, v)| labels.get(k) == Some(v))
+        {
+            return false;
+        }
+        match &self.terms {
+            None => true,
+            Some(terms) => terms
+                .iter()
+                .any(|term| term_matches(term, labels, node_name, strings)),
+        }
+    }
+
+    /// The `nodeSelector` pairs, for explanations.
+    pub fn node_selector(&self) -> &[(Sym, Sym)] {
+        &self.node_selector
+    }
+
+    pub fn has_required_terms(&self) -> bool {
+        self.terms.is_some()
+    }
+}
+
+fn compile_term<'a>(
+    term: &'a pb::NodeSelectorTerm,
+    strings: &mut Interner<'a>,
+    path: &dyn Fn() -> String,
+) -> Result<Term<'a>, EngineError> {
+    let mut compiled = Term::default();
+    for (i, expression) in term.match_expressions.iter().enumerate() {
+        let at = || format!("{}.matchExpressions[{i}]", path());
+        let values = &expression.values;
+        let integer = || -> Result<i64, EngineError> {
+            match values.as_slice() {
+                [one] => one.parse::<i64>().map_err(|_| {
+                    EngineError::invalid(
+                        format!("{}.values[0]", at()),
+                        format!(
+                            "operator {} needs an integer value, got {one:?}",
+                            expression.operator
+                        ),
+                    )
+                }),
+                _ => Err(EngineError::invalid(
+                    format!("{}.values", at()),
+                    format!("operator {} needs exactly one value", expression.operator),
+                )),
+            }
+        };
+        let mut set = || -> Result<Vec<Sym>, EngineError> {
+            if values.is_empty() {
+                return Err(EngineError::invalid(
+                    format!("{}.values", at()),
+                    format!("operator {} needs at least one value", expression.operator),
+                ));
+            }
+            let mut syms: Vec<Sym> = values.iter().map(|v| strings.intern(v)).collect();
+            syms.sort_unstable();
+            Ok(syms)
+        };
+        let op = match expression.operator.as_str() {
+            "In" => LabelOp::In(set()?),
+            "NotIn" => LabelOp::NotIn(set()?),
+            "Exists" => LabelOp::Exists,
+            "DoesNotExist" => LabelOp::DoesNotExist,
+            "Gt" => LabelOp::Gt(integer()?),
+            "Lt" => LabelOp::Lt(integer()?),
+            other => {
+                return Err(EngineError::invalid(
+                    format!("{}.operator", at()),
+                    format!(
+                        "unknown node selector operator {other:?} (want In, NotIn, Exists, DoesNotExist, Gt or Lt)"
+                    ),
+                ));
+            }
+        };
+        compiled.labels.push(LabelExpression {
+            key: strings.intern(&expression.key),
+            op,
+        });
+    }
+    for (i, expression) in term.match_fields.iter().enumerate() {
+        let at = || format!("{}.matchFields[{i}]", path());
+        if expression.key != NAME_FIELD {
+            return Err(EngineError::invalid(
+                format!("{}.key", at()),
+                format!(
+                    "unknown node field {:?} (only metadata.name can be selected)",
+                    expression.key
+                ),
+            ));
+        }
+        let is_in = match expression.operator.as_str() {
+            "In" => true,
+            "NotIn" => false,
+            other => {
+                return Err(EngineError::invalid(
+                    format!("{}.operator", at()),
+                    format!("node field selectors take In or NotIn, not {other:?}"),
+                ));
+            }
+        };
+        let [value] = expression.values.as_slice() else {
+            return Err(EngineError::invalid(
+                format!("{}.values", at()),
+                "a node field selector takes exactly one value",
+            ));
+        };
+        compiled.fields.push(FieldExpression { is_in, value });
+    }
+    Ok(compiled)
+}
+
+fn term_matches(term: &Term<'_>, labels: &Labels, node_name: &str, strings: &Interner<'_>) -> bool {
+    let labels_match = term.labels.iter().all(|e| {
+        let value = labels.get(e.key);
+        match &e.op {
+            LabelOp::In(values) => value.is_some_and(|v| values.binary_search(&v).is_ok()),
+            LabelOp::NotIn(values) => value.is_none_or(|v| values.binary_search(&v).is_err()),
+            LabelOp::Exists => value.is_some(),
+            LabelOp::DoesNotExist => value.is_none(),
+            LabelOp::Gt(bound) => value
+                .and_then(|v| strings.name(v).parse::<i64>().ok())
+                .is_some_and(|n| n > *bound),
+            LabelOp::Lt(bound) => value
+                .and_then(|v| strings.name(v).parse::<i64>().ok())
+                .is_some_and(|n| n < *bound),
+        }
+    });
+    labels_match
+        && term
+            .fields
+            .iter()
+            .all(|f| (f.value == node_name) == f.is_in)
+}
+
+/// The NodeAffinity PreFilter's node-name sets: `true` when every term restricts node names with
+/// `metadata.name In` and each term's intersection is empty.
+fn names_conflict(terms: &[pb::NodeSelectorTerm]) -> bool {
+    if terms.is_empty() {
+        return false;
+    }
+    let mut any_named = false;
+    for term in terms {
+        let mut named: Option<Vec<&str>> = None;
+        for field in &term.match_fields {
+            if field.key == NAME_FIELD && field.operator == "In" {
+                let values: Vec<&str> = field.values.iter().map(String::as_str).collect();
+                named = Some(match named {
+                    None => values,
+                    Some(previous) => previous
+                        .into_iter()
+                        .filter(|v| values.contains(v))
+                        .collect(),
+                });
+            }
+        }
+        match named {
+            None => return false, // this term does not restrict names: every node is eligible
+            Some(names) => any_named |= !names.is_empty(),
+        }
+    }
+    !any_named
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn compile<'a>(spec: &'a pb::PodSpec, strings: &mut Interner<'a>) -> RequiredNodeAffinity<'a> {
+        RequiredNodeAffinity::compile(spec, strings, &|| "spec".into()).expect("compile")
+    }
+
+    fn spec(json: &str) -> pb::PodSpec {
+        serde_json::from_str(json).expect("spec json")
+    }
+
+    fn required(terms: &str) -> pb::PodSpec {
+        spec(&format!(
+            r#"{{"affinity":{{"nodeAffinity":{{"requiredDuringSchedulingIgnoredDuringExecution":{{"nodeSelectorTerms":{terms}}}}}}}}}"#
+        ))
+    }
+
+    fn node_labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn node_selector_needs_every_pair() {
+        let spec = spec(r#"{"nodeSelector":{"disktype":"ssd","zone":"a"}}"#);
+        let labels_ok = node_labels(&[("disktype", "ssd"), ("zone", "a"), ("x", "y")]);
+        let labels_bad = node_labels(&[("disktype", "ssd"), ("zone", "b")]);
+        let mut strings = Interner::default();
+        let affinity = compile(&spec, &mut strings);
+        let ok = Labels::from_map(&labels_ok, &mut strings);
+        let bad = Labels::from_map(&labels_bad, &mut strings);
+        assert!(affinity.matches(&ok, "n1", &strings));
+        assert!(!affinity.matches(&bad, "n1", &strings));
+    }
+
+    #[test]
+    fn gt_lt_compare_integers_and_non_numbers_never_match() {
+        let spec =
+            required(r#"[{"matchExpressions":[{"key":"gen","operator":"Gt","values":["3"]}]}]"#);
+        let four = node_labels(&[("gen", "4")]);
+        let three = node_labels(&[("gen", "3")]);
+        let v2 = node_labels(&[("gen", "v2")]);
+        let mut strings = Interner::default();
+        let affinity = compile(&spec, &mut strings);
+        let (four, three, v2) = (
+            Labels::from_map(&four, &mut strings),
+            Labels::from_map(&three, &mut strings),
+            Labels::from_map(&v2, &mut strings),
+        );
+        assert!(affinity.matches(&four, "n", &strings));
+        assert!(!affinity.matches(&three, "n", &strings));
+        assert!(!affinity.matches(&v2, "n", &strings));
+        assert!(!affinity.matches(&Labels::default(), "n", &strings));
+    }
+
+    #[test]
+    fn terms_are_ored_and_empty_terms_select_nothing() {
+        let spec = required(
+            r#"[{}, {"matchExpressions":[{"key":"zone","operator":"In","values":["a"]}]},
+                {"matchFields":[{"key":"metadata.name","operator":"In","values":["n9"]}]}]"#,
+        );
+        let zone_b = node_labels(&[("zone", "b")]);
+        let mut strings = Interner::default();
+        let affinity = compile(&spec, &mut strings);
+        let zone_b = Labels::from_map(&zone_b, &mut strings);
+        assert!(!affinity.matches(&zone_b, "n1", &strings));
+        assert!(affinity.matches(&zone_b, "n9", &strings));
+        assert!(!affinity.conflict);
+
+        let only_empty = required("[{}]");
+        let mut strings = Interner::default();
+        assert!(!compile(&only_empty, &mut strings).matches(&Labels::default(), "n", &strings));
+    }
+
+    #[test]
+    fn prefilter_conflict_needs_every_term_to_name_nothing() {
+        let conflict = required(
+            r#"[{"matchFields":[{"key":"metadata.name","operator":"In","values":["a"]},
+                                {"key":"metadata.name","operator":"In","values":["b"]}]}]"#,
+        );
+        let mut strings = Interner::default();
+        assert!(compile(&conflict, &mut strings).conflict);
+        let one_named = required(
+            r#"[{"matchFields":[{"key":"metadata.name","operator":"In","values":["a"]},
+                                {"key":"metadata.name","operator":"In","values":["b"]}]},
+                {"matchFields":[{"key":"metadata.name","operator":"In","values":["c"]}]}]"#,
+        );
+        assert!(!compile(&one_named, &mut strings).conflict);
+        let unrestricted = required(
+            r#"[{"matchFields":[{"key":"metadata.name","operator":"In","values":["a"]},
+                                {"key":"metadata.name","operator":"In","values":["b"]}]},
+                {"matchExpressions":[{"key":"zone","operator":"Exists"}]}]"#,
+        );
+        assert!(!compile(&unrestricted, &mut strings).conflict);
+    }
+
+    #[test]
+    fn invalid_requirements_are_rejected() {
+        for (terms, want) in [
+            (
+                r#"[{"matchExpressions":[{"key":"a","operator":"Near","values":["1"]}]}]"#,
+                "operator",
+            ),
+            (
+                r#"[{"matchExpressions":[{"key":"a","operator":"Gt","values":["x"]}]}]"#,
+                "values[0]",
+            ),
+            (
+                r#"[{"matchExpressions":[{"key":"a","operator":"In"}]}]"#,
+                "values",
+            ),
+            (
+                r#"[{"matchFields":[{"key":"metadata.uid","operator":"In","values":["x"]}]}]"#,
+                "key",
+            ),
+        ] {
+            let spec = required(terms);
+            let mut strings = Interner::default();
+            let err = RequiredNodeAffinity::compile(&spec, &mut strings, &|| "spec".into())
+                .expect_err(terms);
+            let EngineError::InvalidArgument { path, .. } = err else {
+                panic!("want invalid argument")
+            };
+            assert!(path.ends_with(want), "{path} should end with {want}");
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! NodeResourcesFit: pod count, cpu, memory, ephemeral-storage and scalar (extended, hugepages)
+//! resources against allocatable minus what the node's pods request.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use vpsie_proto::safety::v1 as pb;
+
+use crate::engine::EngineError;
+use crate::engine::quantity::Quantity;
+
+pub const CPU: &str = "cpu";
+pub const MEMORY: &str = "memory";
+pub const EPHEMERAL_STORAGE: &str = "ephemeral-storage";
+pub const PODS: &str = "pods";
+
+/// Resource amounts in the scheduler's units: millicores for cpu, whole units for the rest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resources<'a> {
+    pub milli_cpu: i64,
+    pub memory: i64,
+    pub ephemeral_storage: i64,
+    /// Scalar resources (extended, hugepages, ...), sorted by name.
+    pub scalar: Vec<(&'a str, i64)>,
+}
+
+/// `schedutil.IsScalarResourceName`: extended resources (qualified names), prefixed native
+/// resources, hugepages and attachable volumes.
+fn is_scalar(name: &str) -> bool {
+    name.contains('/') || name.starts_with("hugepages-") || name.starts_with("attachable-volumes-")
+}
+
+impl<'a> Resources<'a> {
+    pub fn add(&mut self, other: &Resources<'a>) {
+        self.milli_cpu = self.milli_cpu.saturating_add(other.milli_cpu);
+        self.memory = self.memory.saturating_add(other.memory);
+        self.ephemeral_storage = self
+            .ephemeral_storage
+            .saturating_add(other.ephemeral_storage);
+        for &(name, amount) in &other.scalar {
+            match self.scalar.binary_search_by_key(&name, |&(n, _)| n) {
+                Ok(i) => self.scalar[i].1 = self.scalar[i].1.saturating_add(amount),
+                Err(i) => self.scalar.insert(i, (name, amount)),
+            }
+        }
+    }
+
+    pub fn subtract(&mut self, other: &Resources<'a>) {
+        self.milli_cpu = self.milli_cpu.saturating_sub(other.milli_cpu);
+        self.memory = self.memory.saturating_sub(other.memory);
+        self.ephemeral_storage = self
+            .ephemeral_storage
+            .saturating_sub(other.ephemeral_storage);
+        for &(name, amount) in &other.scalar {
+            match self.scalar.binary_search_by_key(&name, |&(n, _)| n) {
+                Ok(i) => self.scalar[i].1 = self.scalar[i].1.saturating_sub(amount),
+                Err(i) => self.scalar.insert(i, (name, amount.saturating_neg())),
+            }
+        }
+    }
+
+    pub fn scalar(&self, name: &str) -> i64 {
+        self.scalar
+            .binary_search_by_key(&name, |&(n, _)| n)
+            .map_or(0, |i| self.scalar[i].1)
+    }
+
+    fn is_zero_request(&self) -> bool {
+        self.milli_cpu == 0
+            && self.memory == 0
+            && self.ephemeral_storage == 0
+            && self.scalar.is_empty()
+    }
+}
+
+/// A node's allocatable resources and pod capacity.
+#[derive(Debug, Clone, Default)]
+pub struct Allocatable<'a> {
+    pub resources: Resources<'a>,
+    pub pods: i64,
+}
+
+impl<'a> Allocatable<'a> {
+    pub fn parse(
+        list: &'a HashMap<String, String>,
+        path: &dyn Fn() -> String,
+    ) -> Result<Self, EngineError> {
+        let mut allocatable = Allocatable::default();
+        let exact = parse_list(list, path)?;
+        for (name, quantity) in exact.entries {
+            match name {
+                CPU => allocatable.resources.milli_cpu = quantity.milli_value(),
+                MEMORY => allocatable.resources.memory = quantity.value(),
+                EPHEMERAL_STORAGE => allocatable.resources.ephemeral_storage = quantity.value(),
+                PODS => allocatable.pods = quantity.value(),
+                other if is_scalar(other) => {
+                    allocatable.resources.scalar.push((other, quantity.value()))
+                }
+                _ => {}
+            }
+        }
+        allocatable.resources.scalar.sort_unstable();
+        Ok(allocatable)
+    }
+}
+
+/// A resource list with exact (nano) amounts, for the arithmetic of pod requests.
+#[derive(Debug, Clone, Default)]
+struct ExactList<'a> {
+    /// Sorted by name.
+    entries: Vec<(&'a str, Quantity)>,
+}
+
+impl<'a> ExactList<'a> {
+    fn get(&self, name: &str) -> Option<Quantity> {
+        self.entries
+            .binary_search_by_key(&name, |&(n, _)| n)
+            .ok()
+            .map(|i| self.entries[i].1)
+    }
+
+    fn combine(&mut self, other: &ExactList<'a>, merge: impl Fn(i128, i128) -> i128) {
+        for &(name, quantity) in &other.entries {
+            match self.entries.binary_search_by_key(&name, |&(n, _)| n) {
+                Ok(i) => {
+                    let merged = merge(self.entries[i].1.nanos(), quantity.nanos());
+                    self.entries[i].1 = Quantity::from_nanos(merged);
+                }
+                Err(i) => self.entries.insert(i, (name, quantity)),
+            }
+        }
+    }
+
+    fn add(&mut self, other: &ExactList<'a>) {
+        self.combine(other, i128::saturating_add);
+    }
+
+    fn max(&mut self, other: &ExactList<'a>) {
+        self.combine(other, i128::max);
+    }
+
+    fn set(&mut self, name: &'a str, quantity: Quantity) {
+        match self.entries.binary_search_by_key(&name, |&(n, _)| n) {
+            Ok(i) => self.entries[i].1 = quantity,
+            Err(i) => self.entries.insert(i, (name, quantity)),
+        }
+    }
+}
+
+fn parse_list<'a>(
+    list: &'a HashMap<String, String>,
+    path: &dyn Fn() -> String,
+) -> Result<ExactList<'a>, EngineError> {
+    let mut entries = Vec::with_capacity(list.len());
+    for (name, text) in list {
+        let quantity = Quantity::parse(text).map_err(|e| {
+            EngineError::invalid(
+                format!("{}[{name:?}]", path()),
+                format!("invalid quantity {text:?}: {e}"),
+            )
+        })?;
+        entries.push((name.as_str(), quantity));
+    }
+    entries.sort_unstable_by_key(|&(n, _)| n);
+    Ok(ExactList { entries })
+}
+
+/// Requests of one container (or the pod-level block), with the API server's defaulting:
+/// a resource with a limit and no request requests its limit.
+fn requests_of<'a>(
+    resources: Option<&'a pb::ResourceRequirements>,
+    path: &dyn Fn() -> String,
+) -> Result<ExactList<'a>, EngineError> {
+    let Some(resources) = resources else {
+        return Ok(ExactList::default());
+    };
+    let mut requests = parse_list(&resources.requests, &|| format!("{}.requests", path()))?;
+    let limits = parse_list(&resources.limits, &|| format!("{}.limits", path()))?;
+    for (name, limit) in limits.entries {
+        if requests.get(name).is_none() {
+            requests.set(name, limit);
+        }
+    }
+    Ok(requests)
+}
+
+/// `resourcehelper.PodRequests`: the sum of the containers, raised to the largest init container
+/// (sidecars — init containers with `restartPolicy: Always` — add up and stay for the rest),
+/// replaced by pod-level requests for cpu and memory when set, plus the pod overhead.
+pub fn pod_requests<'a>(
+    spec: &'a pb::PodSpec,
+    path: &dyn Fn() -> String,
+) -> Result<Resources<'a>, EngineError> {
+    let mut total = ExactList::default();
+    for (i, container) in spec.containers.iter().enumerate() {
+        total.add(&requests_of(container.resources.as_ref(), &|| {
+            format!("{}.containers[{i}].resources", path())
+        })?);
+    }
+    let mut sidecars = ExactList::default();
+    let mut init_peak = ExactList::default();
+    for (i, container) in spec.init_containers.iter().enumerate() {
+        let requests = requests_of(container.resources.as_ref(), &|| {
+            format!("{}.initContainers[{i}].resources", path())
+        })?;
+        if container.restart_policy == "Always" {
+            total.add(&requests);
+            sidecars.add(&requests);
+            init_peak.max(&sidecars);
+        } else {
+            let mut while_running = requests;
+            while_running.add(&sidecars);
+            init_peak.max(&while_running);
+        }
+    }
+    total.max(&init_peak);
+    let pod_level = requests_of(spec.resources.as_ref(), &|| format!("{}.resources", path()))?;
+    for name in [CPU, MEMORY] {
+        if let Some(quantity) = pod_level.get(name) {
+            total.set(name, quantity);
+        }
+    }
+    total.add(&parse_list(&spec.overhead, &|| {
+        format!("{}.overhead", path())
+    })?);
+
+    let mut resources = Resources::default();
+    for (name, quantity) in total.entries {
+        match name {
+            CPU => resources.milli_cpu = quantity.milli_value(),
+            MEMORY => resources.memory = quantity.value(),
+            EPHEMERAL_STORAGE => resources.ephemeral_storage = quantity.value(),
+            other if is_scalar(other) => resources.scalar.push((other, quantity.value())),
+            _ => {}
+        }
+    }
+    Ok(resources)
+}
+
+/// The NodeResourcesFit filter: `None` when the pod fits, otherwise the reasons joined.
+pub fn check(
+    request: &Resources<'_>,
+    allocatable: &Allocatable<'_>,
+    requested: &Resources<'_>,
+    pods_on_node: usize,
+) -> Option<Cow<'static, str>> {
+    let mut reasons: Vec<Cow<'static, str>> = Vec::new();
+    if pods_on_node as i64 + 1 > allocatable.pods {
+        reasons.push(Cow::Borrowed("Too many pods"));
+    }
+    if !request.is_zero_request() {
+        let free = &allocatable.resources;
+        if request.milli_cpu > 0
+            && request.milli_cpu > free.milli_cpu.saturating_sub(requested.milli_cpu)
+        {
+            reasons.push(Cow::Borrowed("Insufficient cpu"));
+        }
+        if request.memory > 0 && request.memory > free.memory.saturating_sub(requested.memory) {
+            reasons.push(Cow::Borrowed("Insufficient memory"));
+        }
+        if request.ephemeral_storage > 0
+            && request.ephemeral_storage
+                > free
+                    .ephemeral_storage
+                    .saturating_sub(requested.ephemeral_storage)
+        {
+            reasons.push(Cow::Borrowed("Insufficient ephemeral-storage"));
+        }
+        for &(name, amount) in &request.scalar {
+            if amount > 0 && amount > free.scalar(name).saturating_sub(requested.scalar(name)) {
+                reasons.push(Cow::Owned(format!("Insufficient {name}")));
+            }
+        }
+    }
+    match reasons.len() {
+        0 => None,
+        1 => reasons.pop(),
+        _ => Some(Cow::Owned(reasons.join("; "))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: &str) -> pb::PodSpec {
+        serde_json::from_str(json).expect("pod spec json")
+    }
+
+    fn requests(json: &str) -> (i64, i64) {
+        let spec = spec(json);
+        let r = pod_requests(&spec, &|| "spec".into()).expect("requests");
+        (r.milli_cpu, r.memory)
+    }
+
+    #[test]
+    fn containers_add_up_and_init_containers_take_the_max() {
+        let json = r#"{"containers":[
+              {"name":"a","resources":{"requests":{"cpu":"500m","memory":"1Gi"}}},
+              {"name":"b","resources":{"requests":{"cpu":"250m","memory":"1Gi"}}}],
+            "initContainers":[{"name":"i","resources":{"requests":{"cpu":"2","memory":"1Mi"}}}]}"#;
+        assert_eq!(requests(json), (2000, 2 << 30));
+    }
+
+    #[test]
+    fn sidecars_add_to_the_sum_and_to_later_init_containers() {
+        // sidecar 1 cpu runs beside everything; the plain init container (2 cpu) runs after it,
+        // so the init phase peaks at 3 cpu; the main phase is 1 + 0.5.
+        let json = r#"{"containers":[{"name":"app","resources":{"requests":{"cpu":"500m"}}}],
+            "initContainers":[
+              {"name":"proxy","restartPolicy":"Always","resources":{"requests":{"cpu":"1"}}},
+              {"name":"migrate","resources":{"requests":{"cpu":"2"}}}]}"#;
+        assert_eq!(requests(json).0, 3000);
+        // an init container before the sidecar does not see it
+        let json = r#"{"containers":[{"name":"app","resources":{"requests":{"cpu":"500m"}}}],
+            "initContainers":[
+              {"name":"migrate","resources":{"requests":{"cpu":"1200m"}}},
+              {"name":"proxy","restartPolicy":"Always","resources":{"requests":{"cpu":"1"}}}]}"#;
+        assert_eq!(requests(json).0, 1500);
+    }
+
+    #[test]
+    fn pod_level_requests_replace_cpu_and_memory_and_overhead_adds() {
+        let json = r#"{"containers":[{"name":"a","resources":{"requests":{"cpu":"3","memory":"1Gi","ephemeral-storage":"1Gi"}}}],
+            "resources":{"requests":{"cpu":"1"}},
+            "overhead":{"cpu":"250m","memory":"120Mi"}}"#;
+        let spec = spec(json);
+        let r = pod_requests(&spec, &|| "spec".into()).expect("requests");
+        assert_eq!(r.milli_cpu, 1250);
+        assert_eq!(r.memory, (1 << 30) + 120 * (1 << 20));
+        assert_eq!(r.ephemeral_storage, 1 << 30);
+    }
+
+    #[test]
+    fn limits_default_requests() {
+        let json = r#"{"containers":[{"name":"a","resources":{"limits":{"cpu":"2","nvidia.com/gpu":"1"}}}]}"#;
+        let spec = spec(json);
+        let r = pod_requests(&spec, &|| "spec".into()).expect("requests");
+        assert_eq!(r.milli_cpu, 2000);
+        assert_eq!(r.scalar("nvidia.com/gpu"), 1);
+    }
+
+    #[test]
+    fn sums_are_exact_before_rounding() {
+        // two containers of 0.1 millicore: 0.2m in total, which rounds up to 1m (not 2m)
+        let json = r#"{"containers":[
+            {"name":"a","resources":{"requests":{"cpu":"0.0001"}}},
+            {"name":"b","resources":{"requests":{"cpu":"0.0001"}}}]}"#;
+        assert_eq!(requests(json).0, 1);
+    }
+
+    #[test]
+    fn bad_quantity_names_its_path() {
+        let json = r#"{"containers":[{"name":"a","resources":{"requests":{"cpu":"12x"}}}]}"#;
+        let spec = spec(json);
+        let err = pod_requests(&spec, &|| "snapshot.pods[12].spec".into()).expect_err("bad");
+        assert!(
+            err.to_string()
+                .starts_with("snapshot.pods[12].spec.containers[0].resources.requests[\"cpu\"]: invalid quantity \"12x\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn fit_reasons_in_kube_scheduler_order() {
+        let node: HashMap<String, String> = [
+            ("cpu", "1"),
+            ("memory", "1Gi"),
+            ("pods", "1"),
+            ("nvidia.com/gpu", "0"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let allocatable = Allocatable::parse(&node, &|| "n".into()).expect("allocatable");
+        let request = Resources {
+            milli_cpu: 2000,
+            memory: 2 << 30,
+            ephemeral_storage: 0,
+            scalar: vec![("nvidia.com/gpu", 1)],
+        };
+        assert_eq!(
+            check(&request, &allocatable, &Resources::default(), 1).as_deref(),
+            Some(
+                "Too many pods; Insufficient cpu; Insufficient memory; Insufficient nvidia.com/gpu"
+            )
+        );
+        let small = Resources {
+            milli_cpu: 500,
+            ..Resources::default()
+        };
+        assert_eq!(check(&small, &allocatable, &Resources::default(), 0), None);
+        let used = Resources {
+            milli_cpu: 600,
+            ..Resources::default()
+        };
+        assert_eq!(
+            check(&small, &allocatable, &used, 0).as_deref(),
+            Some("Insufficient cpu")
+        );
+    }
+}

@@ -1,0 +1,295 @@
+//! Interned strings, label sets and compiled label selectors.
+//!
+//! Every label key and value of a request is interned once into a `Sym` (a small integer), so
+//! selector matching and topology counting compare integers instead of strings.
+
+use rustc_hash::FxHashMap;
+use vpsie_proto::safety::v1 as pb;
+
+use super::EngineError;
+
+/// An interned string of the request.
+pub type Sym = u32;
+
+/// Interns borrowed strings: the snapshot outlives the index, so nothing is copied.
+#[derive(Debug, Default)]
+pub struct Interner<'a> {
+    ids: FxHashMap<&'a str, Sym>,
+    names: Vec<&'a str>,
+}
+
+impl<'a> Interner<'a> {
+    pub fn intern(&mut self, text: &'a str) -> Sym {
+        if let Some(&id) = self.ids.get(text) {
+            return id;
+        }
+        let id = self.names.len() as Sym;
+        self.names.push(text);
+        self.ids.insert(text, id);
+        id
+    }
+
+    pub fn get(&self, text: &str) -> Option<Sym> {
+        self.ids.get(text).copied()
+    }
+
+    pub fn name(&self, sym: Sym) -> &'a str {
+        self.names.get(sym as usize).copied().unwrap_or("")
+    }
+}
+
+/// A label set, sorted by key for binary search.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Labels(Vec<(Sym, Sym)>);
+
+impl Labels {
+    pub fn from_map<'a>(
+        map: &'a std::collections::HashMap<String, String>,
+        strings: &mut Interner<'a>,
+    ) -> Labels {
+        let mut pairs: Vec<(Sym, Sym)> = map
+            .iter()
+            .map(|(k, v)| (strings.intern(k), strings.intern(v)))
+            .collect();
+        pairs.sort_unstable();
+        Labels(pairs)
+    }
+
+    pub fn get(&self, key: Sym) -> Option<Sym> {
+        self.0
+            .binary_search_by_key(&key, |&(k, _)| k)
+            .ok()
+            .map(|i| self.0[i].1)
+    }
+
+    pub fn has(&self, key: Sym) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Sym, Sym)> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+/// The operator of a label selector requirement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetOp {
+    In,
+    NotIn,
+    Exists,
+    DoesNotExist,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirement {
+    pub key: Sym,
+    pub op: SetOp,
+    /// Sorted.
+    pub values: Vec<Sym>,
+}
+
+impl Requirement {
+    fn matches(&self, labels: &Labels) -> bool {
+        let value = labels.get(self.key);
+        match self.op {
+            SetOp::In => value.is_some_and(|v| self.values.binary_search(&v).is_ok()),
+            SetOp::NotIn => value.is_none_or(|v| self.values.binary_search(&v).is_err()),
+            SetOp::Exists => value.is_some(),
+            SetOp::DoesNotExist => value.is_none(),
+        }
+    }
+}
+
+/// `metav1.LabelSelectorAsSelector`: a missing selector selects nothing, `{}` selects everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    Nothing,
+    /// All requirements must hold; no requirement at all selects everything.
+    All(Vec<Requirement>),
+}
+
+impl Selector {
+    pub const EVERYTHING: Selector = Selector::All(Vec::new());
+
+    pub fn compile<'a>(
+        selector: Option<&'a pb::LabelSelector>,
+        strings: &mut Interner<'a>,
+        path: &dyn Fn() -> String,
+    ) -> Result<Selector, EngineError> {
+        let Some(selector) = selector else {
+            return Ok(Selector::Nothing);
+        };
+        let mut requirements =
+            Vec::with_capacity(selector.match_labels.len() + selector.match_expressions.len());
+        for (key, value) in &selector.match_labels {
+            requirements.push(Requirement {
+                key: strings.intern(key),
+                op: SetOp::In,
+                values: vec![strings.intern(value)],
+            });
+        }
+        for (i, expression) in selector.match_expressions.iter().enumerate() {
+            let at = || format!("{}.matchExpressions[{i}]", path());
+            let op = match expression.operator.as_str() {
+                "In" => SetOp::In,
+                "NotIn" => SetOp::NotIn,
+                "Exists" => SetOp::Exists,
+                "DoesNotExist" => SetOp::DoesNotExist,
+                other => {
+                    return Err(EngineError::invalid(
+                        format!("{}.operator", at()),
+                        format!(
+                            "unknown label selector operator {other:?} (want In, NotIn, Exists or DoesNotExist)"
+                        ),
+                    ));
+                }
+            };
+            let needs_values = matches!(op, SetOp::In | SetOp::NotIn);
+            if needs_values && expression.values.is_empty() {
+                return Err(EngineError::invalid(
+                    format!("{}.values", at()),
+                    format!("operator {} needs at least one value", expression.operator),
+                ));
+            }
+            if !needs_values && !expression.values.is_empty() {
+                return Err(EngineError::invalid(
+                    format!("{}.values", at()),
+                    format!("operator {} takes no values", expression.operator),
+                ));
+            }
+            let mut values: Vec<Sym> = expression
+                .values
+                .iter()
+                .map(|v| strings.intern(v))
+                .collect();
+            values.sort_unstable();
+            values.dedup();
+            requirements.push(Requirement {
+                key: strings.intern(&expression.key),
+                op,
+                values,
+            });
+        }
+        Ok(Selector::All(requirements))
+    }
+
+    pub fn matches(&self, labels: &Labels) -> bool {
+        match self {
+            Selector::Nothing => false,
+            Selector::All(requirements) => requirements.iter().all(|r| r.matches(labels)),
+        }
+    }
+
+    /// `labels.Selector.Empty()`: true only for the select-everything selector.
+    pub fn is_everything(&self) -> bool {
+        matches!(self, Selector::All(r) if r.is_empty())
+    }
+
+    /// Adds `key In (value)` (or `NotIn` when `mismatch`); a `Nothing` selector stays `Nothing`.
+    pub fn and_label(&mut self, key: Sym, value: Sym, mismatch: bool) {
+        if let Selector::All(requirements) = self {
+            requirements.push(Requirement {
+                key,
+                op: if mismatch { SetOp::NotIn } else { SetOp::In },
+                values: vec![value],
+            });
+        }
+    }
+
+    /// The `In` requirement with the fewest values: any pod this selector matches carries one of
+    /// those (key, value) labels, so only those pods need a look.
+    pub fn anchor(&self) -> Option<(Sym, &[Sym])> {
+        match self {
+            Selector::Nothing => None,
+            Selector::All(requirements) => requirements
+                .iter()
+                .filter(|r| r.op == SetOp::In)
+                .min_by_key(|r| r.values.len())
+                .map(|r| (r.key, r.values.as_slice())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn selector_json(json: &str) -> pb::LabelSelector {
+        serde_json::from_str(json).expect("selector json")
+    }
+
+    #[test]
+    fn missing_selects_nothing_and_empty_selects_everything() {
+        let mut strings = Interner::default();
+        let map: HashMap<String, String> = [("app".to_string(), "web".to_string())].into();
+        let labels = Labels::from_map(&map, &mut strings);
+        let none = Selector::compile(None, &mut strings, &|| "s".into()).expect("none");
+        assert!(!none.matches(&labels));
+        assert!(!none.is_everything());
+        let empty = selector_json("{}");
+        let all = Selector::compile(Some(&empty), &mut strings, &|| "s".into()).expect("empty");
+        assert!(all.matches(&labels));
+        assert!(all.matches(&Labels::default()));
+        assert!(all.is_everything());
+    }
+
+    #[test]
+    fn operators_follow_apimachinery() {
+        let mut strings = Interner::default();
+        let map: HashMap<String, String> = [
+            ("app".to_string(), "web".to_string()),
+            ("tier".to_string(), "front".to_string()),
+        ]
+        .into();
+        let labels = Labels::from_map(&map, &mut strings);
+        let cases = [
+            (r#"{"matchLabels":{"app":"web"}}"#, true),
+            (r#"{"matchLabels":{"app":"db"}}"#, false),
+            (
+                r#"{"matchExpressions":[{"key":"app","operator":"In","values":["db","web"]}]}"#,
+                true,
+            ),
+            (
+                r#"{"matchExpressions":[{"key":"app","operator":"NotIn","values":["web"]}]}"#,
+                false,
+            ),
+            (
+                r#"{"matchExpressions":[{"key":"zone","operator":"NotIn","values":["a"]}]}"#,
+                true,
+            ),
+            (
+                r#"{"matchExpressions":[{"key":"tier","operator":"Exists"}]}"#,
+                true,
+            ),
+            (
+                r#"{"matchExpressions":[{"key":"tier","operator":"DoesNotExist"}]}"#,
+                false,
+            ),
+            (
+                r#"{"matchLabels":{"app":"web"},"matchExpressions":[{"key":"x","operator":"Exists"}]}"#,
+                false,
+            ),
+        ];
+        for (json, want) in cases {
+            let pb = selector_json(json);
+            let selector = Selector::compile(Some(&pb), &mut strings, &|| "s".into()).expect(json);
+            assert_eq!(selector.matches(&labels), want, "{json}");
+        }
+    }
+
+    #[test]
+    fn bad_operator_names_the_field() {
+        let mut strings = Interner::default();
+        let pb =
+            selector_json(r#"{"matchExpressions":[{"key":"a","operator":"Like","values":["x"]}]}"#);
+        let err = Selector::compile(Some(&pb), &mut strings, &|| "pods[0].sel".into())
+            .expect_err("bad operator");
+        assert_eq!(
+            err.to_string(),
+            "pods[0].sel.matchExpressions[0].operator: unknown label selector operator \"Like\" (want In, NotIn, Exists or DoesNotExist)"
+        );
+        let pb = selector_json(r#"{"matchExpressions":[{"key":"a","operator":"In"}]}"#);
+        assert!(Selector::compile(Some(&pb), &mut strings, &|| "p".into()).is_err());
+    }
+}

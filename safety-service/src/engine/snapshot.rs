@@ -1,0 +1,468 @@
+//! The snapshot index, built once per request: validated and compiled nodes, pods, budgets and
+//! namespaces, with interned labels and a (label → pods) posting list for selector lookups.
+
+use rustc_hash::FxHashMap;
+use vpsie_proto::safety::v1 as pb;
+
+use super::EngineError;
+use super::filters::node_affinity::RequiredNodeAffinity;
+use super::filters::node_ports::{self, HostPort};
+use super::filters::pod_affinity::AffinityTerm;
+use super::filters::resources::{self, Allocatable, Resources};
+use super::filters::taints::{Taint, Toleration, UNSCHEDULABLE_TAINT_KEY};
+use super::filters::topology_spread::SpreadConstraint;
+use super::labels::{Interner, Labels, Selector, Sym};
+
+pub type NodeId = u32;
+pub type PodId = u32;
+
+const DEFAULT_NAMESPACE: &str = "default";
+pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
+#[derive(Debug)]
+pub struct NodeInfo<'a> {
+    pub name: &'a str,
+    pub labels: Labels,
+    pub unschedulable: bool,
+    pub taints: Vec<Taint<'a>>,
+    pub has_unschedulable_taint: bool,
+    pub allocatable: Allocatable<'a>,
+    /// `Ready` condition absent or `True`.
+    pub ready: bool,
+    pub being_deleted: bool,
+    pub source: &'a pb::Node,
+}
+
+/// The controller owner of a pod, as far as drainability cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Controller {
+    None,
+    DaemonSet,
+    Other,
+}
+
+#[derive(Debug)]
+pub struct PodInfo<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub ns: Sym,
+    pub labels: Labels,
+    pub annotations: &'a std::collections::HashMap<String, String>,
+    pub source: &'a pb::Pod,
+    /// The node `spec.nodeName` names, when it is in the snapshot.
+    pub bound_to: Option<NodeId>,
+    /// Phase Succeeded or Failed.
+    pub finished: bool,
+    pub terminating: bool,
+    pub mirror: bool,
+    pub controller: Controller,
+    pub priority: i32,
+    pub requests: Resources<'a>,
+    pub host_ports: Vec<HostPort<'a>>,
+    pub tolerations: Vec<Toleration<'a>>,
+    pub node_affinity: RequiredNodeAffinity<'a>,
+    pub affinity: Vec<AffinityTerm>,
+    pub anti_affinity: Vec<AffinityTerm>,
+    /// DoNotSchedule constraints only.
+    pub spread: Vec<SpreadConstraint>,
+}
+
+impl PodInfo<'_> {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Bound to a node of the snapshot and not finished: the pod occupies that node.
+    pub fn occupies(&self) -> Option<NodeId> {
+        if self.finished { None } else { self.bound_to }
+    }
+}
+
+#[derive(Debug)]
+pub struct PdbInfo<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub ns: Sym,
+    pub selector: Selector,
+    pub disruptions_allowed: i64,
+}
+
+impl PdbInfo<'_> {
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Everything a simulation reads, borrowed from the request.
+#[derive(Debug)]
+pub struct Index<'a> {
+    pub strings: Interner<'a>,
+    /// In name order: the order in which nodes are tried.
+    pub nodes: Vec<NodeInfo<'a>>,
+    node_ids: FxHashMap<&'a str, NodeId>,
+    pub pods: Vec<PodInfo<'a>>,
+    pod_ids: FxHashMap<(&'a str, &'a str), PodId>,
+    /// The pod asked about by FindSchedulableNode, when there is one (it is the last pod).
+    pub question: Option<PodId>,
+    pub namespace_labels: FxHashMap<Sym, Labels>,
+    pub pdbs: Vec<PdbInfo<'a>>,
+    pdbs_by_namespace: FxHashMap<Sym, Vec<u32>>,
+    pods_by_label: FxHashMap<(Sym, Sym), Vec<PodId>>,
+    /// Pods with required anti-affinity terms (they can reject newcomers).
+    pub anti_affinity_pods: Vec<PodId>,
+    /// Finished pods per bound node (they are listed as skipped, and occupy nothing).
+    pub finished_on: Vec<Vec<PodId>>,
+    pub hostname_key: Option<Sym>,
+}
+
+impl<'a> Index<'a> {
+    /// Validates and indexes a snapshot.
+    pub fn build(snapshot: &'a pb::ClusterSnapshot) -> Result<Index<'a>, EngineError> {
+        Self::build_with_question(snapshot, None)
+    }
+
+    /// Also compiles the FindSchedulableNode pod, which becomes the last pod of the index.
+    pub fn build_with_question(
+        snapshot: &'a pb::ClusterSnapshot,
+        question: Option<&'a pb::Pod>,
+    ) -> Result<Index<'a>, EngineError> {
+        let mut strings = Interner::default();
+
+        let mut order: Vec<usize> = (0..snapshot.nodes.len()).collect();
+        let node_name = |i: usize| {
+            snapshot.nodes[i]
+                .metadata
+                .as_ref()
+                .map_or("", |m| m.name.as_str())
+        };
+        order.sort_unstable_by(|&a, &b| node_name(a).cmp(node_name(b)));
+        let mut nodes = Vec::with_capacity(order.len());
+        let mut node_ids = FxHashMap::default();
+        node_ids.reserve(order.len());
+        for i in order {
+            let node = compile_node(&snapshot.nodes[i], i, &mut strings)?;
+            if node_ids.insert(node.name, nodes.len() as NodeId).is_some() {
+                return Err(EngineError::invalid(
+                    format!("snapshot.nodes[{i}].metadata.name"),
+                    format!("duplicate node name {:?}", node.name),
+                ));
+            }
+            nodes.push(node);
+        }
+
+        let mut namespace_labels = FxHashMap::default();
+        for (i, namespace) in snapshot.namespaces.iter().enumerate() {
+            let meta = namespace.metadata.as_ref();
+            let name = meta.map_or("", |m| m.name.as_str());
+            if name.is_empty() {
+                return Err(EngineError::invalid(
+                    format!("snapshot.namespaces[{i}].metadata.name"),
+                    "namespace name must not be empty",
+                ));
+            }
+            let labels = meta
+                .map(|m| Labels::from_map(&m.labels, &mut strings))
+                .unwrap_or_default();
+            namespace_labels.insert(strings.intern(name), labels);
+        }
+
+        let mut pods = Vec::with_capacity(snapshot.pods.len() + 1);
+        let mut pod_ids = FxHashMap::default();
+        pod_ids.reserve(snapshot.pods.len());
+        for (i, pod) in snapshot.pods.iter().enumerate() {
+            let info = compile_pod(
+                pod,
+                &|| format!("snapshot.pods[{i}]"),
+                &node_ids,
+                &mut strings,
+            )?;
+            if pod_ids
+                .insert((info.namespace, info.name), pods.len() as PodId)
+                .is_some()
+            {
+                return Err(EngineError::invalid(
+                    format!("snapshot.pods[{i}].metadata.name"),
+                    format!("duplicate pod {}", info.key()),
+                ));
+            }
+            pods.push(info);
+        }
+        let question = match question {
+            Some(pod) => {
+                let mut info = compile_pod(pod, &|| "pod".to_string(), &node_ids, &mut strings)?;
+                // The pod is new: where it says it runs does not count.
+                info.bound_to = None;
+                pods.push(info);
+                Some((pods.len() - 1) as PodId)
+            }
+            None => None,
+        };
+
+        let mut pdbs = Vec::with_capacity(snapshot.pod_disruption_budgets.len());
+        let mut pdbs_by_namespace: FxHashMap<Sym, Vec<u32>> = FxHashMap::default();
+        for (i, pdb) in snapshot.pod_disruption_budgets.iter().enumerate() {
+            let meta = pdb.metadata.as_ref();
+            let name = meta.map_or("", |m| m.name.as_str());
+            if name.is_empty() {
+                return Err(EngineError::invalid(
+                    format!("snapshot.podDisruptionBudgets[{i}].metadata.name"),
+                    "PodDisruptionBudget name must not be empty",
+                ));
+            }
+            let namespace = meta.map_or("", |m| m.namespace.as_str());
+            let namespace = if namespace.is_empty() {
+                DEFAULT_NAMESPACE
+            } else {
+                namespace
+            };
+            let selector = Selector::compile(
+                pdb.spec.as_ref().and_then(|s| s.selector.as_ref()),
+                &mut strings,
+                &|| format!("snapshot.podDisruptionBudgets[{i}].spec.selector"),
+            )?;
+            let ns = strings.intern(namespace);
+            pdbs_by_namespace
+                .entry(ns)
+                .or_default()
+                .push(pdbs.len() as u32);
+            pdbs.push(PdbInfo {
+                namespace,
+                name,
+                ns,
+                selector,
+                disruptions_allowed: i64::from(
+                    pdb.status.as_ref().map_or(0, |s| s.disruptions_allowed),
+                ),
+            });
+        }
+
+        let mut pods_by_label: FxHashMap<(Sym, Sym), Vec<PodId>> = FxHashMap::default();
+        let mut anti_affinity_pods = Vec::new();
+        let mut finished_on = vec![Vec::new(); nodes.len()];
+        for (id, pod) in pods.iter().enumerate() {
+            for pair in pod.labels.iter() {
+                pods_by_label.entry(pair).or_default().push(id as PodId);
+            }
+            if !pod.anti_affinity.is_empty() {
+                anti_affinity_pods.push(id as PodId);
+            }
+            if let (true, Some(node)) = (pod.finished, pod.bound_to) {
+                finished_on[node as usize].push(id as PodId);
+            }
+        }
+        let hostname_key = strings.get("kubernetes.io/hostname");
+
+        Ok(Index {
+            strings,
+            nodes,
+            node_ids,
+            pods,
+            pod_ids,
+            question,
+            namespace_labels,
+            pdbs,
+            pdbs_by_namespace,
+            pods_by_label,
+            anti_affinity_pods,
+            finished_on,
+            hostname_key,
+        })
+    }
+
+    pub fn node_id(&self, name: &str) -> Option<NodeId> {
+        self.node_ids.get(name).copied()
+    }
+
+    pub fn node(&self, id: NodeId) -> &NodeInfo<'a> {
+        &self.nodes[id as usize]
+    }
+
+    pub fn pod(&self, id: PodId) -> &PodInfo<'a> {
+        &self.pods[id as usize]
+    }
+
+    pub fn pod_id(&self, namespace: &str, name: &str) -> Option<PodId> {
+        self.pod_ids.get(&(namespace, name)).copied()
+    }
+
+    /// The budgets of the pod's namespace whose selector matches it.
+    pub fn pdbs_matching(&self, pod: &PodInfo<'_>) -> Vec<u32> {
+        self.pdbs_by_namespace
+            .get(&pod.ns)
+            .map_or_else(Vec::new, |ids| {
+                ids.iter()
+                    .copied()
+                    .filter(|&id| self.pdbs[id as usize].selector.matches(&pod.labels))
+                    .collect()
+            })
+    }
+
+    /// Pods that may match `selector`: those carrying its most selective `In` label, or every pod
+    /// when it has none. Callers still check the selector itself.
+    pub fn candidates<'s>(
+        &'s self,
+        selector: &'s Selector,
+    ) -> Box<dyn Iterator<Item = PodId> + 's> {
+        match selector {
+            Selector::Nothing => Box::new(std::iter::empty()),
+            _ => match selector.anchor() {
+                Some((key, values)) => Box::new(
+                    values
+                        .iter()
+                        .filter_map(move |&v| self.pods_by_label.get(&(key, v)))
+                        .flat_map(|ids| ids.iter().copied()),
+                ),
+                None => Box::new(0..self.pods.len() as PodId),
+            },
+        }
+    }
+}
+
+fn compile_node<'a>(
+    node: &'a pb::Node,
+    i: usize,
+    strings: &mut Interner<'a>,
+) -> Result<NodeInfo<'a>, EngineError> {
+    let path = || format!("snapshot.nodes[{i}]");
+    let meta = node.metadata.as_ref();
+    let name = meta.map_or("", |m| m.name.as_str());
+    if name.is_empty() {
+        return Err(EngineError::invalid(
+            format!("{}.metadata.name", path()),
+            "node name must not be empty",
+        ));
+    }
+    let labels = meta
+        .map(|m| Labels::from_map(&m.labels, strings))
+        .unwrap_or_default();
+    let spec = node.spec.as_ref();
+    let mut taints = Vec::new();
+    for (t, taint) in spec.map_or(&[][..], |s| &s.taints).iter().enumerate() {
+        taints.push(Taint::compile(taint, &|| {
+            format!("{}.spec.taints[{t}]", path())
+        })?);
+    }
+    let has_unschedulable_taint = taints.iter().any(|t| *t == Taint::UNSCHEDULABLE);
+    let status = node.status.as_ref();
+    let allocatable = match status {
+        Some(status) => Allocatable::parse(&status.allocatable, &|| {
+            format!("{}.status.allocatable", path())
+        })?,
+        None => Allocatable::default(),
+    };
+    let ready = status.is_none_or(|s| {
+        s.conditions
+            .iter()
+            .find(|c| c.r#type == "Ready")
+            .is_none_or(|c| c.status == "True")
+    });
+    Ok(NodeInfo {
+        name,
+        labels,
+        unschedulable: spec.is_some_and(|s| s.unschedulable),
+        taints,
+        has_unschedulable_taint,
+        allocatable,
+        ready,
+        being_deleted: meta.is_some_and(|m| !m.deletion_timestamp.is_empty()),
+        source: node,
+    })
+}
+
+fn compile_pod<'a>(
+    pod: &'a pb::Pod,
+    path: &dyn Fn() -> String,
+    node_ids: &FxHashMap<&'a str, NodeId>,
+    strings: &mut Interner<'a>,
+) -> Result<PodInfo<'a>, EngineError> {
+    static EMPTY_MAP: std::sync::OnceLock<std::collections::HashMap<String, String>> =
+        std::sync::OnceLock::new();
+    static EMPTY_SPEC: std::sync::OnceLock<pb::PodSpec> = std::sync::OnceLock::new();
+    let meta = pod.metadata.as_ref();
+    let name = meta.map_or("", |m| m.name.as_str());
+    if name.is_empty() {
+        return Err(EngineError::invalid(
+            format!("{}.metadata.name", path()),
+            "pod name must not be empty",
+        ));
+    }
+    let namespace = meta.map_or("", |m| m.namespace.as_str());
+    let namespace = if namespace.is_empty() {
+        DEFAULT_NAMESPACE
+    } else {
+        namespace
+    };
+    let ns = strings.intern(namespace);
+    let labels = meta
+        .map(|m| Labels::from_map(&m.labels, strings))
+        .unwrap_or_default();
+    let annotations = meta.map_or_else(
+        || EMPTY_MAP.get_or_init(Default::default),
+        |m| &m.annotations,
+    );
+    let spec = pod
+        .spec
+        .as_ref()
+        .unwrap_or_else(|| EMPTY_SPEC.get_or_init(Default::default));
+    let spec_path = || format!("{}.spec", path());
+
+    let phase = pod.status.as_ref().map_or("", |s| s.phase.as_str());
+    let controller = meta
+        .and_then(|m| {
+            m.owner_references
+                .iter()
+                .find(|o| o.controller == Some(true))
+        })
+        .map_or(Controller::None, |o| {
+            if o.kind == "DaemonSet" {
+                Controller::DaemonSet
+            } else {
+                Controller::Other
+            }
+        });
+
+    let mut tolerations = Vec::with_capacity(spec.tolerations.len());
+    for (t, toleration) in spec.tolerations.iter().enumerate() {
+        tolerations.push(Toleration::compile(toleration, &|| {
+            format!("{}.tolerations[{t}]", spec_path())
+        })?);
+    }
+
+    let (affinity, anti_affinity) =
+        AffinityTerm::compile_pod(spec, ns, &labels, strings, &spec_path)?;
+    let spread = SpreadConstraint::compile_pod(spec, &labels, strings, &spec_path)?;
+
+    Ok(PodInfo {
+        namespace,
+        name,
+        ns,
+        annotations,
+        source: pod,
+        bound_to: node_ids.get(spec.node_name.as_str()).copied(),
+        finished: matches!(phase, "Succeeded" | "Failed"),
+        terminating: meta.is_some_and(|m| !m.deletion_timestamp.is_empty()),
+        mirror: annotations.contains_key(MIRROR_ANNOTATION),
+        controller,
+        priority: spec.priority.unwrap_or(0),
+        requests: resources::pod_requests(spec, &spec_path)?,
+        host_ports: node_ports::host_ports(spec, &spec_path)?,
+        tolerations,
+        node_affinity: RequiredNodeAffinity::compile(spec, strings, &spec_path)?,
+        affinity,
+        anti_affinity,
+        spread,
+        labels,
+    })
+}
+
+/// The taints a node has in a simulation: a ghost carries the unschedulable taint too.
+pub fn effective_taints<'n, 'a>(
+    node: &'n NodeInfo<'a>,
+    ghost: bool,
+) -> impl Iterator<Item = &'n Taint<'a>> {
+    let extra = (ghost && !node.has_unschedulable_taint).then_some(&Taint::UNSCHEDULABLE);
+    node.taints.iter().chain(extra)
+}
+
+#[allow(dead_code)]
+const _: &str = UNSCHEDULABLE_TAINT_KEY;
