@@ -236,13 +236,11 @@ mod tests {
 
     #[test]
     fn operators_follow_apimachinery() {
-        let mut strings = Interner::default();
         let map: HashMap<String, String> = [
             ("app".to_string(), "web".to_string()),
             ("tier".to_string(), "front".to_string()),
         ]
         .into();
-        let labels = Labels::from_map(&map, &mut strings);
         let cases = [
             (r#"{"matchLabels":{"app":"web"}}"#, true),
             (r#"{"matchLabels":{"app":"db"}}"#, false),
@@ -271,10 +269,15 @@ mod tests {
                 false,
             ),
         ];
-        for (json, want) in cases {
-            let pb = selector_json(json);
-            let selector = Selector::compile(Some(&pb), &mut strings, &|| "s".into()).expect(json);
-            assert_eq!(selector.matches(&labels), want, "{json}");
+        let selectors: Vec<(pb::LabelSelector, bool, &str)> = cases
+            .iter()
+            .map(|&(json, want)| (selector_json(json), want, json))
+            .collect();
+        let mut strings = Interner::default();
+        let labels = Labels::from_map(&map, &mut strings);
+        for (pb, want, json) in &selectors {
+            let selector = Selector::compile(Some(pb), &mut strings, &|| "s".into()).expect(json);
+            assert_eq!(selector.matches(&labels), *want, "{json}");
         }
     }
 

@@ -140,3 +140,6 @@ pub fn find_schedulable_node(
     let mut state = ClusterState::new(&index);
     simulate::find_homes(&index, &mut state, &request.exclude_nodes, request.explain)
 }
+
+#[cfg(test)]
+mod tests;
