@@ -2,6 +2,7 @@
 //! builders below.
 
 mod acceptance;
+mod properties;
 mod rules;
 
 use serde_json::{Value, json};
