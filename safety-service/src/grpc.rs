@@ -263,7 +263,8 @@ impl EngineResponse for pb::CanRemoveNodeResponse {
             }
             .into(),
         );
-        summary.reason = Some(self.reason().as_str_name());
+        let reason = self.reason().as_str_name();
+        summary.reason = Some(reason.strip_prefix("REMOVAL_REASON_").unwrap_or(reason));
     }
 
     fn pods_simulated(&self) -> u64 {

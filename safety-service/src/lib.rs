@@ -3,3 +3,4 @@ pub mod engine;
 pub mod grpc;
 pub mod metrics;
 pub mod server;
+pub mod synthetic;

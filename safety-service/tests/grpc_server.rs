@@ -700,6 +700,7 @@ async fn binary_serves_health_and_metrics_and_exits_cleanly_on_sigterm() {
         use std::io::Read;
         let _ = stderr.read_to_string(&mut logs);
     }
+    eprintln!("binary logs:\n{logs}");
     assert!(status.success(), "exit status {status:?}; logs:\n{logs}");
     // The call was logged as one structured line.
     assert!(

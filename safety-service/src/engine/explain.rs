@@ -36,7 +36,7 @@ pub fn summarize(rejections: &[(NodeId, Rejection<'_>)]) -> Vec<pb::RejectionSum
             node_count,
         })
         .collect();
-    summary.sort_by(|a, b| b.node_count.cmp(&a.node_count));
+    summary.sort_by_key(|s| std::cmp::Reverse(s.node_count));
     summary
 }
 

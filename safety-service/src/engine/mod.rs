@@ -44,9 +44,7 @@ impl Deadline {
     }
 }
 
-fn snapshot_of<'r>(
-    snapshot: Option<&'r pb::ClusterSnapshot>,
-) -> Result<&'r pb::ClusterSnapshot, EngineError> {
+fn snapshot_of(snapshot: Option<&pb::ClusterSnapshot>) -> Result<&pb::ClusterSnapshot, EngineError> {
     snapshot.ok_or_else(|| EngineError::invalid("snapshot", "a cluster snapshot is required"))
 }
 

@@ -212,10 +212,10 @@ fn to_nanos(digits: &str, scale: i64, exp2: u32) -> i128 {
     if magnitude + 19 < 0 {
         return 1; // below one nano even after 2^60: rounds up to the smallest amount
     }
-    if digits.len() <= 19 {
-        if let Some(value) = small_to_nanos(digits, scale, exp2) {
-            return value;
-        }
+    if digits.len() <= 19
+        && let Some(value) = small_to_nanos(digits, scale, exp2)
+    {
+        return value;
     }
     // Keep enough significant digits; whatever is dropped only decides the rounding.
     let (kept, dropped) = if digits.len() > KEPT_DIGITS {

@@ -9,7 +9,7 @@ use super::filters::node_affinity::RequiredNodeAffinity;
 use super::filters::node_ports::{self, HostPort};
 use super::filters::pod_affinity::AffinityTerm;
 use super::filters::resources::{self, Allocatable, Resources};
-use super::filters::taints::{Taint, Toleration, UNSCHEDULABLE_TAINT_KEY};
+use super::filters::taints::{Taint, Toleration};
 use super::filters::topology_spread::SpreadConstraint;
 use super::labels::{Interner, Labels, Selector, Sym};
 
@@ -342,7 +342,7 @@ fn compile_node<'a>(
             format!("{}.spec.taints[{t}]", path())
         })?);
     }
-    let has_unschedulable_taint = taints.iter().any(|t| *t == Taint::UNSCHEDULABLE);
+    let has_unschedulable_taint = taints.contains(&Taint::UNSCHEDULABLE);
     let status = node.status.as_ref();
     let allocatable = match status {
         Some(status) => Allocatable::parse(&status.allocatable, &|| {
@@ -463,6 +463,3 @@ pub fn effective_taints<'n, 'a>(
     let extra = (ghost && !node.has_unschedulable_taint).then_some(&Taint::UNSCHEDULABLE);
     node.taints.iter().chain(extra)
 }
-
-#[allow(dead_code)]
-const _: &str = UNSCHEDULABLE_TAINT_KEY;

@@ -14,8 +14,10 @@
 //!
 //! hyper is driven directly rather than through `tonic::transport::Server` because tonic's
 //! transport answers an expired `grpc-timeout` with `CANCELLED`; the contract says
-//! `DEADLINE_EXCEEDED`, which [`observe::Observe`] answers instead.
+//! `DEADLINE_EXCEEDED`, which [`observe::Observe`] answers instead. The same layer answers an
+//! over-limit request with `RESOURCE_EXHAUSTED` (tonic alone says `OUT_OF_RANGE`).
 
+mod limit;
 mod observe;
 
 pub use observe::{CallContext, CallSummary, log_call};
@@ -75,6 +77,7 @@ pub struct Router {
     routes: Routes,
     health: HealthReporter,
     metrics: Arc<Metrics>,
+    max_message_bytes: usize,
 }
 
 /// Assembles `SafetyService` (with the configured message limit), health (the server and
@@ -106,6 +109,7 @@ pub async fn router(config: &ServerConfig, metrics: Arc<Metrics>) -> Result<Rout
         routes,
         health,
         metrics,
+        max_message_bytes: config.max_message_bytes,
     })
 }
 
@@ -126,7 +130,11 @@ impl Router {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServerError> {
-        let service = TowerToHyperService::new(observe::Observe::new(self.routes, self.metrics));
+        let service = TowerToHyperService::new(observe::Observe::new(
+            self.routes,
+            self.metrics,
+            self.max_message_bytes,
+        ));
         let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         http2.timer(TokioTimer::new()).adaptive_window(true);
         let graceful = GracefulShutdown::new();

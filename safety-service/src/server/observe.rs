@@ -1,6 +1,7 @@
 //! The HTTP-level layer every gRPC call goes through: it starts the call's clock, turns the
 //! `grpc-timeout` header into a deadline (answering `DEADLINE_EXCEEDED` itself once it passes),
-//! and when the response ends records the call's metrics and writes its one log line.
+//! enforces the request size limit ([`LimitedBody`]), and when the response ends records the
+//! call's metrics and writes its one log line.
 //!
 //! It replaces tonic's own transport timeout, which answers `CANCELLED` ("Timeout expired")
 //! where the contract asks for `DEADLINE_EXCEEDED`.
@@ -20,6 +21,7 @@ use vpsie_proto::safety::v1::safety_service_server::SafetyServiceServer;
 
 use crate::grpc::{GRPC_TIMEOUT_HEADER, SafetyServiceImpl, parse_grpc_timeout};
 use crate::metrics::Metrics;
+use crate::server::limit::LimitedBody;
 
 const SAFETY_SERVICE: &str = <SafetyServiceServer<SafetyServiceImpl> as NamedService>::NAME;
 
@@ -172,6 +174,20 @@ struct CallRecorder {
 }
 
 impl CallRecorder {
+    /// The code of the status in `headers` (a trailers-only response's headers, or trailers);
+    /// a failure's message becomes the call's error unless the service noted one.
+    fn status_code(&self, headers: &http::HeaderMap) -> Option<Code> {
+        let status = Status::from_header_map(headers)?;
+        if status.code() != Code::Ok {
+            self.context.update(|summary| {
+                summary
+                    .error
+                    .get_or_insert_with(|| status.message().to_string());
+            });
+        }
+        Some(status.code())
+    }
+
     fn finish(&mut self, code: Code) {
         if std::mem::replace(&mut self.done, true) {
             return;
@@ -200,17 +216,27 @@ impl Drop for CallRecorder {
 pub struct Observe<S> {
     inner: S,
     metrics: Arc<Metrics>,
+    max_message_bytes: usize,
 }
 
 impl<S> Observe<S> {
-    pub fn new(inner: S, metrics: Arc<Metrics>) -> Self {
-        Observe { inner, metrics }
+    /// Wraps `inner`; request messages above `max_message_bytes` get `RESOURCE_EXHAUSTED`.
+    pub fn new(inner: S, metrics: Arc<Metrics>, max_message_bytes: usize) -> Self {
+        Observe {
+            inner,
+            metrics,
+            max_message_bytes,
+        }
     }
 }
 
 impl<S, B> tower::Service<http::Request<B>> for Observe<S>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<Body>, Error = Infallible>,
+    S: tower::Service<
+            http::Request<LimitedBody<B>>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+        >,
     S::Future: Send + 'static,
 {
     type Response = http::Response<Body>;
@@ -221,7 +247,9 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let limit = self.max_message_bytes;
+        let mut request = request.map(|body| LimitedBody::new(body, limit));
         let started = Instant::now();
         let (service, method) = classify(request.uri().path());
         let deadline = request
@@ -262,7 +290,7 @@ where
                 Err(never) => match never {},
             };
             // A trailers-only response (every error) carries its status in the headers.
-            let head_code = Status::from_header_map(response.headers()).map(|status| status.code());
+            let head_code = recorder.status_code(response.headers());
             Ok(response.map(|body| {
                 Body::new(ObservedBody {
                     inner: body,
@@ -295,8 +323,7 @@ impl HttpBody for ObservedBody {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(trailers) = frame.trailers_ref() {
-                    let code = Status::from_header_map(trailers)
-                        .map_or(Code::Unknown, |status| status.code());
+                    let code = this.recorder.status_code(trailers).unwrap_or(Code::Unknown);
                     this.recorder.finish(code);
                 }
             }
