@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use prost::Message;
 
-const PROTOS: &[&str] = &["vpsie/safety/v1/safety.proto"];
+const PROTOS: &[&str] = &[
+    "vpsie/safety/v1/safety.proto",
+    "vpsie/rebalancer/v1/rebalancer.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in PROTOS {

@@ -14,6 +14,15 @@ pub mod safety {
     }
 }
 
+/// `vpsie.rebalancer.v1`: plans, operations and the `RebalancerService`.
+pub mod rebalancer {
+    pub mod v1 {
+        #![allow(clippy::all, clippy::pedantic)]
+        include!(concat!(env!("OUT_DIR"), "/vpsie.rebalancer.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/vpsie.rebalancer.v1.serde.rs"));
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every service, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/vpsie_descriptor.bin"));
