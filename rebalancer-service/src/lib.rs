@@ -1,2 +1,3 @@
 //! The rebalancer-service: not built yet (see issue #3). The workspace member exists so the layout
 //! of `../shared/docs/architecture.md` is in place; it exposes nothing that pretends to work.
+pub mod executor;
