@@ -4,9 +4,11 @@
 //! record, which is persisted before the step it leads to, so a restarted process resumes from
 //! exactly where the previous one stopped.
 
+mod driver;
 mod machine;
 mod record;
 
+pub use driver::{Cloud, Cluster, Clock, Driver, Machine, Safety, Store, SubmitError, rfc3339, system_clock};
 pub use machine::{Step, StepOutcome, apply, begin, cancel, next_step};
 pub use record::{
     CandidateRecord, DrainSpec, OperationKind, OperationRecord, OperationState, Phase, PlanError, PlanSpec,
@@ -15,3 +17,6 @@ pub use record::{
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod driver_tests;
