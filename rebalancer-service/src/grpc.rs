@@ -1,0 +1,105 @@
+//! The tonic adapter: `RebalancerService` over the executor's driver.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use tonic::{Request, Response, Status};
+use vpsie_proto::rebalancer::v1::{self as pb, rebalancer_service_server::RebalancerService};
+
+use crate::executor::{Cloud, Cluster, Clock, Driver, OperationRecord, Safety, Store, SubmitError};
+
+pub struct RebalancerServiceImpl<C, K, S, St> {
+    driver: Arc<Driver<C, K, S, St>>,
+    clock: Clock,
+}
+
+impl<C, K, S, St> RebalancerServiceImpl<C, K, S, St> {
+    pub fn new(driver: Arc<Driver<C, K, S, St>>, clock: Clock) -> Self {
+        RebalancerServiceImpl { driver, clock }
+    }
+}
+
+fn submit_status(error: SubmitError) -> Status {
+    match error {
+        SubmitError::Invalid(e) => Status::invalid_argument(e.to_string()),
+        SubmitError::NodeBusy { .. } => Status::failed_precondition(error.to_string()),
+        SubmitError::Store(_) => Status::unavailable(error.to_string()),
+    }
+}
+
+fn not_found(id: &str) -> Status {
+    Status::not_found(format!("no operation {id:?}"))
+}
+
+fn is_terminal(operation: &pb::Operation) -> bool {
+    matches!(
+        pb::OperationState::try_from(operation.state),
+        Ok(pb::OperationState::Succeeded | pb::OperationState::Failed | pb::OperationState::Cancelled)
+    )
+}
+
+type OperationStream = Pin<Box<dyn Stream<Item = Result<pb::Operation, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl<C: Cloud, K: Cluster, S: Safety, St: Store> RebalancerService for RebalancerServiceImpl<C, K, S, St> {
+    async fn execute_plan(&self, request: Request<pb::ExecutePlanRequest>) -> Result<Response<pb::Operation>, Status> {
+        let plan = request
+            .into_inner()
+            .plan
+            .ok_or_else(|| Status::invalid_argument("plan: a plan is required"))?;
+        let record = OperationRecord::from_plan(&plan, &(self.clock)()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.driver.submit(record).await.map(Response::new).map_err(submit_status)
+    }
+
+    async fn remove_nodes(&self, request: Request<pb::RemoveNodesRequest>) -> Result<Response<pb::Operation>, Status> {
+        let record = OperationRecord::from_removal(request.get_ref(), &(self.clock)())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.driver.submit(record).await.map(Response::new).map_err(submit_status)
+    }
+
+    async fn get_operation(&self, request: Request<pb::GetOperationRequest>) -> Result<Response<pb::Operation>, Status> {
+        let id = &request.get_ref().id;
+        self.driver.get(id).map(Response::new).ok_or_else(|| not_found(id))
+    }
+
+    async fn list_operations(
+        &self,
+        _request: Request<pb::ListOperationsRequest>,
+    ) -> Result<Response<pb::ListOperationsResponse>, Status> {
+        Ok(Response::new(pb::ListOperationsResponse {
+            operations: self.driver.list(),
+        }))
+    }
+
+    type WatchOperationStream = OperationStream;
+
+    async fn watch_operation(
+        &self,
+        request: Request<pb::WatchOperationRequest>,
+    ) -> Result<Response<Self::WatchOperationStream>, Status> {
+        let id = request.into_inner().id;
+        let receiver = self.driver.watch(&id).ok_or_else(|| not_found(&id))?;
+        // The current state first, then every change, ending after a terminal state.
+        let stream = futures::stream::unfold((receiver, true, false), |(mut receiver, first, done)| async move {
+            if done {
+                return None;
+            }
+            if !first && receiver.changed().await.is_err() {
+                return None;
+            }
+            let current = receiver.borrow_and_update().clone();
+            let terminal = is_terminal(&current);
+            Some((Ok(current), (receiver, false, terminal)))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn cancel_operation(
+        &self,
+        request: Request<pb::CancelOperationRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
+        let id = &request.get_ref().id;
+        self.driver.cancel(id).await.map(Response::new).ok_or_else(|| not_found(id))
+    }
+}
