@@ -3,3 +3,6 @@
 pub mod executor;
 pub mod vpsie;
 pub mod grpc;
+pub mod kube_ops;
+pub mod store;
+pub mod safety_client;

@@ -1,0 +1,64 @@
+//! The safety re-check: a fresh snapshot from the API server, converted with the `proto` crate,
+//! sent to the safety-service's `CanRemoveNode`.
+
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, ListParams};
+use tonic::transport::Channel;
+use vpsie_proto::safety::v1::{self as pb, safety_service_client::SafetyServiceClient};
+
+use crate::executor::Safety;
+
+const MAX_MESSAGE: usize = 512 * 1024 * 1024;
+
+#[derive(Clone)]
+pub struct SafetyCheck {
+    kube: kube::Client,
+    channel: Channel,
+}
+
+impl SafetyCheck {
+    pub fn new(kube: kube::Client, channel: Channel) -> Self {
+        SafetyCheck { kube, channel }
+    }
+
+    async fn snapshot(&self) -> Result<pb::ClusterSnapshot, String> {
+        let all = ListParams::default();
+        let list_error = |what: &str, e: kube::Error| format!("listing {what}: {e}");
+        let nodes = Api::<Node>::all(self.kube.clone()).list(&all).await.map_err(|e| list_error("nodes", e))?;
+        let pods = Api::<Pod>::all(self.kube.clone()).list(&all).await.map_err(|e| list_error("pods", e))?;
+        let pdbs = Api::<PodDisruptionBudget>::all(self.kube.clone())
+            .list(&all)
+            .await
+            .map_err(|e| list_error("poddisruptionbudgets", e))?;
+        let namespaces = Api::<Namespace>::all(self.kube.clone())
+            .list(&all)
+            .await
+            .map_err(|e| list_error("namespaces", e))?;
+        Ok(vpsie_proto::convert::snapshot_from_objects(
+            &nodes.items,
+            &pods.items,
+            &pdbs.items,
+            &namespaces.items,
+        ))
+    }
+}
+
+impl Safety for SafetyCheck {
+    async fn can_remove(&self, node: &str) -> Result<Result<(), String>, String> {
+        let snapshot = self.snapshot().await?;
+        let mut client = SafetyServiceClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        let answer = client
+            .can_remove_node(pb::CanRemoveNodeRequest {
+                snapshot: Some(snapshot),
+                node_name: node.to_string(),
+                options: Some(pb::RemovalOptions::default()),
+            })
+            .await
+            .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?
+            .into_inner();
+        Ok(if answer.removable { Ok(()) } else { Err(answer.message) })
+    }
+}
