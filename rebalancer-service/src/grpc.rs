@@ -7,7 +7,7 @@ use futures::Stream;
 use tonic::{Request, Response, Status};
 use vpsie_proto::rebalancer::v1::{self as pb, rebalancer_service_server::RebalancerService};
 
-use crate::executor::{Cloud, Cluster, Clock, Driver, OperationRecord, Safety, Store, SubmitError};
+use crate::executor::{Clock, Cloud, Cluster, Driver, OperationRecord, Safety, Store, SubmitError};
 
 pub struct RebalancerServiceImpl<C, K, S, St> {
     driver: Arc<Driver<C, K, S, St>>,
@@ -35,32 +35,57 @@ fn not_found(id: &str) -> Status {
 fn is_terminal(operation: &pb::Operation) -> bool {
     matches!(
         pb::OperationState::try_from(operation.state),
-        Ok(pb::OperationState::Succeeded | pb::OperationState::Failed | pb::OperationState::Cancelled)
+        Ok(pb::OperationState::Succeeded
+            | pb::OperationState::Failed
+            | pb::OperationState::Cancelled)
     )
 }
 
 type OperationStream = Pin<Box<dyn Stream<Item = Result<pb::Operation, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl<C: Cloud, K: Cluster, S: Safety, St: Store> RebalancerService for RebalancerServiceImpl<C, K, S, St> {
-    async fn execute_plan(&self, request: Request<pb::ExecutePlanRequest>) -> Result<Response<pb::Operation>, Status> {
+impl<C: Cloud, K: Cluster, S: Safety, St: Store> RebalancerService
+    for RebalancerServiceImpl<C, K, S, St>
+{
+    async fn execute_plan(
+        &self,
+        request: Request<pb::ExecutePlanRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
         let plan = request
             .into_inner()
             .plan
             .ok_or_else(|| Status::invalid_argument("plan: a plan is required"))?;
-        let record = OperationRecord::from_plan(&plan, &(self.clock)()).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.driver.submit(record).await.map(Response::new).map_err(submit_status)
+        let record = OperationRecord::from_plan(&plan, &(self.clock)())
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.driver
+            .submit(record)
+            .await
+            .map(Response::new)
+            .map_err(submit_status)
     }
 
-    async fn remove_nodes(&self, request: Request<pb::RemoveNodesRequest>) -> Result<Response<pb::Operation>, Status> {
+    async fn remove_nodes(
+        &self,
+        request: Request<pb::RemoveNodesRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
         let record = OperationRecord::from_removal(request.get_ref(), &(self.clock)())
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        self.driver.submit(record).await.map(Response::new).map_err(submit_status)
+        self.driver
+            .submit(record)
+            .await
+            .map(Response::new)
+            .map_err(submit_status)
     }
 
-    async fn get_operation(&self, request: Request<pb::GetOperationRequest>) -> Result<Response<pb::Operation>, Status> {
+    async fn get_operation(
+        &self,
+        request: Request<pb::GetOperationRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
         let id = &request.get_ref().id;
-        self.driver.get(id).map(Response::new).ok_or_else(|| not_found(id))
+        self.driver
+            .get(id)
+            .map(Response::new)
+            .ok_or_else(|| not_found(id))
     }
 
     async fn list_operations(
@@ -81,17 +106,20 @@ impl<C: Cloud, K: Cluster, S: Safety, St: Store> RebalancerService for Rebalance
         let id = request.into_inner().id;
         let receiver = self.driver.watch(&id).ok_or_else(|| not_found(&id))?;
         // The current state first, then every change, ending after a terminal state.
-        let stream = futures::stream::unfold((receiver, true, false), |(mut receiver, first, done)| async move {
-            if done {
-                return None;
-            }
-            if !first && receiver.changed().await.is_err() {
-                return None;
-            }
-            let current = receiver.borrow_and_update().clone();
-            let terminal = is_terminal(&current);
-            Some((Ok(current), (receiver, false, terminal)))
-        });
+        let stream = futures::stream::unfold(
+            (receiver, true, false),
+            |(mut receiver, first, done)| async move {
+                if done {
+                    return None;
+                }
+                if !first && receiver.changed().await.is_err() {
+                    return None;
+                }
+                let current = receiver.borrow_and_update().clone();
+                let terminal = is_terminal(&current);
+                Some((Ok(current), (receiver, false, terminal)))
+            },
+        );
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -100,6 +128,10 @@ impl<C: Cloud, K: Cluster, S: Safety, St: Store> RebalancerService for Rebalance
         request: Request<pb::CancelOperationRequest>,
     ) -> Result<Response<pb::Operation>, Status> {
         let id = &request.get_ref().id;
-        self.driver.cancel(id).await.map(Response::new).ok_or_else(|| not_found(id))
+        self.driver
+            .cancel(id)
+            .await
+            .map(Response::new)
+            .ok_or_else(|| not_found(id))
     }
 }

@@ -66,7 +66,11 @@ fn stays(pod: &Pod) -> bool {
         .metadata
         .owner_references
         .as_ref()
-        .is_some_and(|owners| owners.iter().any(|o| o.kind == "DaemonSet" && o.controller == Some(true)));
+        .is_some_and(|owners| {
+            owners
+                .iter()
+                .any(|o| o.kind == "DaemonSet" && o.controller == Some(true))
+        });
     let mirror = pod
         .metadata
         .annotations
@@ -126,7 +130,11 @@ impl KubeCluster {
                 "metadata": {"resourceVersion": current.metadata.resource_version},
                 "spec": {"unschedulable": cordon, "taints": taints},
             });
-            match self.nodes().patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match self
+                .nodes()
+                .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => return Ok(()),
                 Err(e) if api_status(&e).is_some_and(|s| s.is_conflict()) => continue,
                 Err(e) => return Err(format!("patching node {node}: {}", describe(&e))),
@@ -149,20 +157,32 @@ impl Cluster for KubeCluster {
         }
     }
 
-    async fn wait_for_node(&self, hostname: &str, timeout: Duration, group: &str, offering: &str) -> Result<String, String> {
+    async fn wait_for_node(
+        &self,
+        hostname: &str,
+        timeout: Duration,
+        group: &str,
+        offering: &str,
+    ) -> Result<String, String> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             match self.nodes().get_opt(hostname).await {
                 Ok(Some(node)) if is_ready(&node) => break,
                 Ok(_) => {}
-                Err(e) => tracing::warn!(node = hostname, error = %describe(&e), "reading the replacement node"),
+                Err(e) => {
+                    tracing::warn!(node = hostname, error = %describe(&e), "reading the replacement node")
+                }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(format!("node {hostname} did not become Ready within {}s", timeout.as_secs()));
+                return Err(format!(
+                    "node {hostname} did not become Ready within {}s",
+                    timeout.as_secs()
+                ));
             }
             tokio::time::sleep(self.polling.node_ready).await;
         }
-        let labels: BTreeMap<&str, &str> = [(NODEGROUP_LABEL, group), (OFFERING_LABEL, offering)].into();
+        let labels: BTreeMap<&str, &str> =
+            [(NODEGROUP_LABEL, group), (OFFERING_LABEL, offering)].into();
         let patch = json!({"metadata": {"labels": labels}});
         self.nodes()
             .patch(hostname, &PatchParams::default(), &Patch::Merge(&patch))
@@ -183,12 +203,22 @@ impl Cluster for KubeCluster {
     }
 
     async fn drain(&self, node: &str, spec: DrainSpec) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(u64::from(spec.timeout_seconds));
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(u64::from(spec.timeout_seconds));
         let retry = Duration::from_secs(u64::from(spec.eviction_retry_seconds.max(1)));
-        let to_evict: Vec<Pod> = self.pods_on(node).await?.into_iter().filter(|p| !stays(p)).collect();
+        let to_evict: Vec<Pod> = self
+            .pods_on(node)
+            .await?
+            .into_iter()
+            .filter(|p| !stays(p))
+            .collect();
         let mut evicted: HashSet<String> = HashSet::new();
         for pod in &to_evict {
-            let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+            let namespace = pod
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into());
             let name = pod.metadata.name.clone().unwrap_or_default();
             let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
             let params = EvictParams {
@@ -227,7 +257,13 @@ impl Cluster for KubeCluster {
                 .await?
                 .into_iter()
                 .filter(|p| p.metadata.uid.as_ref().is_some_and(|u| evicted.contains(u)))
-                .map(|p| format!("{}/{}", p.metadata.namespace.unwrap_or_default(), p.metadata.name.unwrap_or_default()))
+                .map(|p| {
+                    format!(
+                        "{}/{}",
+                        p.metadata.namespace.unwrap_or_default(),
+                        p.metadata.name.unwrap_or_default()
+                    )
+                })
                 .collect();
             if left.is_empty() {
                 return Ok(());

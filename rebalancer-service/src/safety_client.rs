@@ -25,8 +25,14 @@ impl SafetyCheck {
     async fn snapshot(&self) -> Result<pb::ClusterSnapshot, String> {
         let all = ListParams::default();
         let list_error = |what: &str, e: kube::Error| format!("listing {what}: {e}");
-        let nodes = Api::<Node>::all(self.kube.clone()).list(&all).await.map_err(|e| list_error("nodes", e))?;
-        let pods = Api::<Pod>::all(self.kube.clone()).list(&all).await.map_err(|e| list_error("pods", e))?;
+        let nodes = Api::<Node>::all(self.kube.clone())
+            .list(&all)
+            .await
+            .map_err(|e| list_error("nodes", e))?;
+        let pods = Api::<Pod>::all(self.kube.clone())
+            .list(&all)
+            .await
+            .map_err(|e| list_error("pods", e))?;
         let pdbs = Api::<PodDisruptionBudget>::all(self.kube.clone())
             .list(&all)
             .await
@@ -59,6 +65,10 @@ impl Safety for SafetyCheck {
             .await
             .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?
             .into_inner();
-        Ok(if answer.removable { Ok(()) } else { Err(answer.message) })
+        Ok(if answer.removable {
+            Ok(())
+        } else {
+            Err(answer.message)
+        })
     }
 }

@@ -28,7 +28,13 @@ pub fn configmap_name(id: &str) -> String {
     }
     let safe: String = id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .take(200)
         .collect();
     let safe = safe.trim_matches('-');
@@ -53,7 +59,8 @@ fn describe(error: &kube::Error) -> String {
 impl Store for ConfigMapStore {
     async fn save(&self, operation: &OperationRecord) -> Result<(), String> {
         let name = configmap_name(&operation.id);
-        let json = serde_json::to_string(operation).map_err(|e| format!("encoding operation {}: {e}", operation.id))?;
+        let json = serde_json::to_string(operation)
+            .map_err(|e| format!("encoding operation {}: {e}", operation.id))?;
         let existing = self
             .api
             .get_opt(&name)
@@ -62,8 +69,14 @@ impl Store for ConfigMapStore {
         let mut map = ConfigMap {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
-                labels: Some(BTreeMap::from([(MANAGED_BY.to_string(), MANAGER.to_string())])),
-                annotations: Some(BTreeMap::from([(ID_ANNOTATION.to_string(), operation.id.clone())])),
+                labels: Some(BTreeMap::from([(
+                    MANAGED_BY.to_string(),
+                    MANAGER.to_string(),
+                )])),
+                annotations: Some(BTreeMap::from([(
+                    ID_ANNOTATION.to_string(),
+                    operation.id.clone(),
+                )])),
                 ..ObjectMeta::default()
             },
             data: Some(BTreeMap::from([(OPERATION_KEY.to_string(), json)])),
@@ -94,8 +107,8 @@ impl Store for ConfigMapStore {
                 return Err(format!("configmap {name} has no {OPERATION_KEY}"));
             };
             // A record we cannot read would be an operation we silently forget: refuse to start.
-            let record: OperationRecord =
-                serde_json::from_str(json).map_err(|e| format!("configmap {name}: unreadable operation record: {e}"))?;
+            let record: OperationRecord = serde_json::from_str(json)
+                .map_err(|e| format!("configmap {name}: unreadable operation record: {e}"))?;
             operations.push(record);
         }
         Ok(operations)
@@ -110,7 +123,10 @@ mod tests {
     fn names_are_dns_safe_and_distinct() {
         let a = configmap_name("Drift/General:2026");
         assert!(a.starts_with("rebalancer-op-drift-general-2026-"), "{a}");
-        assert!(a.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        );
         assert_ne!(configmap_name("a/b"), configmap_name("a:b"));
         assert!(configmap_name(&"x".repeat(400)).len() <= 253);
     }

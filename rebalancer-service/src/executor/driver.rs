@@ -32,7 +32,8 @@ pub trait Cloud: Send + Sync + 'static {
         recover: bool,
     ) -> impl Future<Output = Result<Option<Machine>, String>> + Send;
     /// Deletes the machine behind a Node (by hostname or the vps-identifier annotation).
-    fn delete_machine_of_node(&self, node: &str) -> impl Future<Output = Result<(), String>> + Send;
+    fn delete_machine_of_node(&self, node: &str)
+    -> impl Future<Output = Result<(), String>> + Send;
     /// Deletes a machine by id (the replacement, on rollback).
     fn delete_machine(&self, vps_id: &str) -> impl Future<Output = Result<(), String>> + Send;
 }
@@ -40,7 +41,8 @@ pub trait Cloud: Send + Sync + 'static {
 /// The Kubernetes side.
 pub trait Cluster: Send + Sync + 'static {
     /// The node's `autoscaler.vpsie.com/nodegroup` label (`Err` when the Node cannot be read).
-    fn node_group(&self, node: &str) -> impl Future<Output = Result<Option<String>, String>> + Send;
+    fn node_group(&self, node: &str)
+    -> impl Future<Output = Result<Option<String>, String>> + Send;
     /// Waits for a Node named `hostname` to be Ready, labels it with group and offering, and
     /// returns its name.
     fn wait_for_node(
@@ -52,14 +54,21 @@ pub trait Cluster: Send + Sync + 'static {
     ) -> impl Future<Output = Result<String, String>> + Send;
     fn cordon(&self, node: &str) -> impl Future<Output = Result<(), String>> + Send;
     fn uncordon(&self, node: &str) -> impl Future<Output = Result<(), String>> + Send;
-    fn drain(&self, node: &str, spec: super::DrainSpec) -> impl Future<Output = Result<(), String>> + Send;
+    fn drain(
+        &self,
+        node: &str,
+        spec: super::DrainSpec,
+    ) -> impl Future<Output = Result<(), String>> + Send;
     fn delete_node(&self, node: &str) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 /// The safety re-check right before a drain.
 pub trait Safety: Send + Sync + 'static {
     /// `Ok(Ok(()))` removable, `Ok(Err(message))` refused, `Err` could not ask.
-    fn can_remove(&self, node: &str) -> impl Future<Output = Result<Result<(), String>, String>> + Send;
+    fn can_remove(
+        &self,
+        node: &str,
+    ) -> impl Future<Output = Result<Result<(), String>, String>> + Send;
 }
 
 /// Where operation records live between restarts.
@@ -93,7 +102,9 @@ impl Running {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding the lock leaves a consistent record (every change is one assignment
     // sequence under the lock), so keep going with it.
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The clock, injectable for tests.
@@ -174,7 +185,10 @@ impl<C: Cloud, K: Cluster, S: Safety, St: Store> Driver<C, K, S, St> {
     }
 
     /// Starts an operation, or returns the existing one with the same id.
-    pub async fn submit(self: &Arc<Self>, record: OperationRecord) -> Result<pb::Operation, SubmitError> {
+    pub async fn submit(
+        self: &Arc<Self>,
+        record: OperationRecord,
+    ) -> Result<pb::Operation, SubmitError> {
         {
             let operations = lock(&self.operations);
             if let Some(existing) = operations.get(&record.id) {
@@ -185,11 +199,12 @@ impl<C: Cloud, K: Cluster, S: Safety, St: Store> Driver<C, K, S, St> {
                 if other.state.is_terminal() {
                     continue;
                 }
-                if let Some(busy) = record
-                    .candidates
-                    .iter()
-                    .find(|c| other.candidates.iter().any(|o| o.node_name == c.node_name && !o.phase.is_terminal()))
-                {
+                if let Some(busy) = record.candidates.iter().find(|c| {
+                    other
+                        .candidates
+                        .iter()
+                        .any(|o| o.node_name == c.node_name && !o.phase.is_terminal())
+                }) {
                     return Err(SubmitError::NodeBusy {
                         node: busy.node_name.clone(),
                         operation: other.id.clone(),
@@ -205,7 +220,9 @@ impl<C: Cloud, K: Cluster, S: Safety, St: Store> Driver<C, K, S, St> {
     }
 
     pub fn get(&self, id: &str) -> Option<pb::Operation> {
-        lock(&self.operations).get(id).map(|r| lock(&r.record).to_proto())
+        lock(&self.operations)
+            .get(id)
+            .map(|r| lock(&r.record).to_proto())
     }
 
     pub fn list(&self) -> Vec<pb::Operation> {
@@ -213,13 +230,19 @@ impl<C: Cloud, K: Cluster, S: Safety, St: Store> Driver<C, K, S, St> {
             .values()
             .map(|r| lock(&r.record).to_proto())
             .collect();
-        all.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
+        all.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
         all
     }
 
     /// A receiver that holds the current state and sees every change.
     pub fn watch(&self, id: &str) -> Option<watch::Receiver<pb::Operation>> {
-        lock(&self.operations).get(id).map(|r| r.updates.subscribe())
+        lock(&self.operations)
+            .get(id)
+            .map(|r| r.updates.subscribe())
     }
 
     /// Asks the operation to stop after the step in flight.
@@ -262,7 +285,11 @@ impl<C: Cloud, K: Cluster, S: Safety, St: Store> Driver<C, K, S, St> {
         let (batches, strategy, max_concurrent) = {
             let mut record = lock(&running.record);
             record.settle(&(self.clock)());
-            (record.batches(), record.plan.strategy, record.plan.max_concurrent.max(1))
+            (
+                record.batches(),
+                record.plan.strategy,
+                record.plan.max_concurrent.max(1),
+            )
         };
         self.persist(&running, &running.snapshot()).await;
         for batch in batches {
@@ -309,7 +336,11 @@ impl<C: Cloud, K: Cluster, S: Safety, St: Store> Driver<C, K, S, St> {
                 }
                 match machine::next_step(kind, candidate, cancelled) {
                     None => None,
-                    Some(Step::SafetyCheck) if until_ready && candidate.phase == Phase::SafetyCheck => return,
+                    Some(Step::SafetyCheck)
+                        if until_ready && candidate.phase == Phase::SafetyCheck =>
+                    {
+                        return;
+                    }
                     Some(step) => {
                         machine::begin(kind, candidate, step, &now);
                         let candidate = candidate.clone();
@@ -338,7 +369,12 @@ impl<C: Cloud, K: Cluster, S: Safety, St: Store> Driver<C, K, S, St> {
         }
     }
 
-    async fn perform(&self, step: Step, candidate: &super::CandidateRecord, plan: &super::PlanSpec) -> StepOutcome {
+    async fn perform(
+        &self,
+        step: Step,
+        candidate: &super::CandidateRecord,
+        plan: &super::PlanSpec,
+    ) -> StepOutcome {
         let failed = StepOutcome::Failed;
         let ok = |result: Result<(), String>| result.map_or_else(failed, |()| StepOutcome::Ok);
         if plan.dry_run && step.writes() {
@@ -353,7 +389,11 @@ impl<C: Cloud, K: Cluster, S: Safety, St: Store> Driver<C, K, S, St> {
             },
             Step::Provision { recover } => {
                 let intent = candidate.provision_intent_at.clone().unwrap_or_default();
-                match self.cloud.provision(&plan.node_group, &intent, recover).await {
+                match self
+                    .cloud
+                    .provision(&plan.node_group, &intent, recover)
+                    .await
+                {
                     Ok(Some(machine)) => StepOutcome::Provisioned {
                         vps_id: machine.vps_id,
                         hostname: machine.hostname,
@@ -366,7 +406,12 @@ impl<C: Cloud, K: Cluster, S: Safety, St: Store> Driver<C, K, S, St> {
                 let timeout = Duration::from_secs(u64::from(plan.ready_timeout_seconds));
                 match self
                     .cluster
-                    .wait_for_node(&candidate.replacement_hostname, timeout, &plan.node_group, &candidate.target_offering)
+                    .wait_for_node(
+                        &candidate.replacement_hostname,
+                        timeout,
+                        &plan.node_group,
+                        &candidate.target_offering,
+                    )
                     .await
                 {
                     Ok(node_name) => StepOutcome::Ready { node_name },
@@ -376,14 +421,19 @@ impl<C: Cloud, K: Cluster, S: Safety, St: Store> Driver<C, K, S, St> {
             Step::SafetyCheck => match self.safety.can_remove(node).await {
                 Ok(Ok(())) => StepOutcome::Ok,
                 Ok(Err(message)) => StepOutcome::Refused(message),
-                Err(message) => StepOutcome::Failed(format!("cannot ask the safety-service: {message}")),
+                Err(message) => {
+                    StepOutcome::Failed(format!("cannot ask the safety-service: {message}"))
+                }
             },
             Step::Cordon => ok(self.cluster.cordon(node).await),
             Step::Drain => ok(self.cluster.drain(node, plan.drain).await),
             Step::DeleteMachine => ok(self.cloud.delete_machine_of_node(node).await),
             Step::DeleteNode => ok(self.cluster.delete_node(node).await),
             Step::Uncordon => ok(self.cluster.uncordon(node).await),
-            Step::DeleteReplacement => ok(self.cloud.delete_machine(&candidate.replacement_vps_id).await),
+            Step::DeleteReplacement => ok(self
+                .cloud
+                .delete_machine(&candidate.replacement_vps_id)
+                .await),
         }
     }
 }

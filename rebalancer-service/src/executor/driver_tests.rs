@@ -32,13 +32,22 @@ impl Fake {
 }
 
 impl Cloud for Fake {
-    async fn provision(&self, group: &str, _intent_at: &str, recover: bool) -> Result<Option<Machine>, String> {
+    async fn provision(
+        &self,
+        group: &str,
+        _intent_at: &str,
+        recover: bool,
+    ) -> Result<Option<Machine>, String> {
         let mut machines = self.0.machines.lock().expect("machines");
         if recover {
             self.log(format!("recover {group}"));
             return Ok(machines.last().cloned());
         }
-        let n = self.0.created.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let n = self
+            .0
+            .created
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
         let machine = Machine {
             vps_id: format!("vps-{n}"),
             hostname: format!("{group}-new-{n}"),
@@ -53,7 +62,11 @@ impl Cloud for Fake {
     }
     async fn delete_machine(&self, vps_id: &str) -> Result<(), String> {
         self.log(format!("delete-replacement {vps_id}"));
-        self.0.machines.lock().expect("machines").retain(|m| m.vps_id != vps_id);
+        self.0
+            .machines
+            .lock()
+            .expect("machines")
+            .retain(|m| m.vps_id != vps_id);
         Ok(())
     }
 }
@@ -63,7 +76,13 @@ impl Cluster for Fake {
         self.log(format!("lookup {node}"));
         Ok(self.0.groups.lock().expect("groups").get(node).cloned())
     }
-    async fn wait_for_node(&self, hostname: &str, _t: Duration, _g: &str, _o: &str) -> Result<String, String> {
+    async fn wait_for_node(
+        &self,
+        hostname: &str,
+        _t: Duration,
+        _g: &str,
+        _o: &str,
+    ) -> Result<String, String> {
         if self.0.never_ready.lock().expect("ready").contains(hostname) {
             return Err(format!("node {hostname} not Ready in time"));
         }
@@ -101,11 +120,22 @@ impl Safety for Fake {
 
 impl Store for Fake {
     async fn save(&self, operation: &OperationRecord) -> Result<(), String> {
-        self.0.stored.lock().expect("store").insert(operation.id.clone(), operation.clone());
+        self.0
+            .stored
+            .lock()
+            .expect("store")
+            .insert(operation.id.clone(), operation.clone());
         Ok(())
     }
     async fn load_all(&self) -> Result<Vec<OperationRecord>, String> {
-        Ok(self.0.stored.lock().expect("store").values().cloned().collect())
+        Ok(self
+            .0
+            .stored
+            .lock()
+            .expect("store")
+            .values()
+            .cloned()
+            .collect())
     }
 }
 
@@ -113,7 +143,13 @@ type TestDriver = Arc<Driver<Fake, Fake, Fake, Fake>>;
 
 fn driver(fake: &Fake) -> TestDriver {
     let clock: Clock = Arc::new(|| "2026-11-26T08:00:00Z".to_string());
-    Driver::new(fake.clone(), fake.clone(), fake.clone(), fake.clone(), clock)
+    Driver::new(
+        fake.clone(),
+        fake.clone(),
+        fake.clone(),
+        fake.clone(),
+        clock,
+    )
 }
 
 fn plan(id: &str, strategy: pb::Strategy, nodes: &[&str], batch: i32) -> OperationRecord {
@@ -142,7 +178,9 @@ async fn finished(driver: &TestDriver, id: &str) -> pb::Operation {
         let current = watch.borrow_and_update().clone();
         if matches!(
             pb::OperationState::try_from(current.state),
-            Ok(pb::OperationState::Succeeded | pb::OperationState::Failed | pb::OperationState::Cancelled)
+            Ok(pb::OperationState::Succeeded
+                | pb::OperationState::Failed
+                | pb::OperationState::Cancelled)
         ) {
             return current;
         }
@@ -169,13 +207,24 @@ async fn rolling_plan_replaces_every_node_in_order() {
         if current.state == pb::OperationState::Succeeded as i32 {
             break;
         }
-        tokio::time::timeout(Duration::from_secs(10), watch.changed()).await.expect("in time").expect("alive");
+        tokio::time::timeout(Duration::from_secs(10), watch.changed())
+            .await
+            .expect("in time")
+            .expect("alive");
     }
     let done = driver.get("p1").expect("op");
-    assert_eq!((done.done_count, done.skipped_count, done.failed_count), (3, 0, 0));
+    assert_eq!(
+        (done.done_count, done.skipped_count, done.failed_count),
+        (3, 0, 0)
+    );
     let calls = fake.calls();
     for node in ["a", "b", "c"] {
-        let position = |what: &str| calls.iter().position(|c| c == &format!("{what} {node}")).expect(what);
+        let position = |what: &str| {
+            calls
+                .iter()
+                .position(|c| c == &format!("{what} {node}"))
+                .expect(what)
+        };
         assert!(position("safety") < position("cordon"));
         assert!(position("cordon") < position("drain"));
         assert!(position("drain") < position("delete-machine"));
@@ -195,7 +244,11 @@ async fn rolling_plan_replaces_every_node_in_order() {
 #[tokio::test]
 async fn surge_never_drains_a_node_whose_replacement_failed() {
     let fake = Fake::default();
-    fake.0.never_ready.lock().expect("r").insert("general-new-2".into());
+    fake.0
+        .never_ready
+        .lock()
+        .expect("r")
+        .insert("general-new-2".into());
     let driver = driver(&fake);
     driver
         .submit(plan("s1", pb::Strategy::Surge, &["a", "b", "c"], 3))
@@ -216,8 +269,14 @@ async fn surge_never_drains_a_node_whose_replacement_failed() {
     assert!(!calls.contains(&format!("drain {victim}")));
     assert!(calls.contains(&"delete-replacement vps-2".to_string()));
     // every replacement was asked for before any drain
-    let last_provision = calls.iter().rposition(|c| c.starts_with("provision")).expect("p");
-    let first_drain = calls.iter().position(|c| c.starts_with("drain")).expect("d");
+    let last_provision = calls
+        .iter()
+        .rposition(|c| c.starts_with("provision"))
+        .expect("p");
+    let first_drain = calls
+        .iter()
+        .position(|c| c.starts_with("drain"))
+        .expect("d");
     assert!(last_provision < first_drain);
 }
 
@@ -226,12 +285,18 @@ async fn a_safety_refusal_rolls_back_and_leaves_the_node() {
     let fake = Fake::default();
     fake.0.refuse.lock().expect("r").insert("a".into());
     let driver = driver(&fake);
-    driver.submit(plan("r1", pb::Strategy::Rolling, &["a"], 1)).await.expect("submitted");
+    driver
+        .submit(plan("r1", pb::Strategy::Rolling, &["a"], 1))
+        .await
+        .expect("submitted");
     let done = finished(&driver, "r1").await;
     assert_eq!(done.state, pb::OperationState::Failed as i32);
     let node = &done.nodes[0];
     assert_eq!(node.phase, pb::NodePhase::RolledBack as i32);
-    assert_eq!(node.error.as_ref().map(|e| e.step.as_str()), Some("safety_check"));
+    assert_eq!(
+        node.error.as_ref().map(|e| e.step.as_str()),
+        Some("safety_check")
+    );
     let calls = fake.calls();
     assert!(calls.contains(&"delete-replacement vps-1".to_string()));
     assert!(!calls.iter().any(|c| c == "cordon a" || c == "drain a"));
@@ -240,39 +305,74 @@ async fn a_safety_refusal_rolls_back_and_leaves_the_node() {
 #[tokio::test]
 async fn the_guard_skips_without_any_write() {
     let fake = Fake::default();
-    fake.0.groups.lock().expect("g").insert("a".into(), "general".into());
+    fake.0
+        .groups
+        .lock()
+        .expect("g")
+        .insert("a".into(), "general".into());
     let driver = driver(&fake);
     let mut same = plan("g1", pb::Strategy::Rolling, &["a"], 1);
     same.candidates[0].target_offering = "2-4".into();
     driver.submit(same).await.expect("submitted");
     let done = finished(&driver, "g1").await;
     assert_eq!(done.state, pb::OperationState::Succeeded as i32);
-    assert_eq!((done.done_count, done.skipped_count, done.failed_count), (0, 1, 0));
+    assert_eq!(
+        (done.done_count, done.skipped_count, done.failed_count),
+        (0, 1, 0)
+    );
     assert_eq!(fake.calls(), vec!["lookup a".to_string()]);
 }
 
 #[tokio::test]
 async fn same_id_returns_the_same_operation_and_busy_nodes_are_refused() {
     let fake = Fake::default();
-    fake.0.never_ready.lock().expect("r").insert("nothing".into());
+    fake.0
+        .never_ready
+        .lock()
+        .expect("r")
+        .insert("nothing".into());
     let driver = driver(&fake);
-    let first = driver.submit(plan("x", pb::Strategy::Rolling, &["a"], 1)).await.expect("first");
-    let again = driver.submit(plan("x", pb::Strategy::Rolling, &["a", "b"], 1)).await.expect("again");
+    let first = driver
+        .submit(plan("x", pb::Strategy::Rolling, &["a"], 1))
+        .await
+        .expect("first");
+    let again = driver
+        .submit(plan("x", pb::Strategy::Rolling, &["a", "b"], 1))
+        .await
+        .expect("again");
     assert_eq!(first.id, again.id);
-    assert_eq!(again.nodes.len(), 1, "the existing operation, not a new one");
+    assert_eq!(
+        again.nodes.len(),
+        1,
+        "the existing operation, not a new one"
+    );
     finished(&driver, "x").await;
     // a node of an unfinished operation cannot join another
     let slow = Fake::default();
-    slow.0.never_ready.lock().expect("r").insert("general-new-1".into());
+    slow.0
+        .never_ready
+        .lock()
+        .expect("r")
+        .insert("general-new-1".into());
     let d2 = self::driver(&slow);
-    d2.submit(plan("one", pb::Strategy::Rolling, &["n1"], 1)).await.expect("one");
-    let refused = d2.submit(plan("two", pb::Strategy::Rolling, &["n2", "n1"], 1)).await;
+    d2.submit(plan("one", pb::Strategy::Rolling, &["n1"], 1))
+        .await
+        .expect("one");
+    let refused = d2
+        .submit(plan("two", pb::Strategy::Rolling, &["n2", "n1"], 1))
+        .await;
     match refused {
-        Err(SubmitError::NodeBusy { node, operation }) => assert_eq!((node.as_str(), operation.as_str()), ("n1", "one")),
+        Err(SubmitError::NodeBusy { node, operation }) => {
+            assert_eq!((node.as_str(), operation.as_str()), ("n1", "one"))
+        }
         Ok(op) => {
             // the first operation may already have finished (rolled back) on a fast machine
             let one = d2.get("one").expect("one");
-            assert!(pb::OperationState::try_from(one.state).is_ok_and(|s| s != pb::OperationState::Running), "{op:?}");
+            assert!(
+                pb::OperationState::try_from(one.state)
+                    .is_ok_and(|s| s != pb::OperationState::Running),
+                "{op:?}"
+            );
         }
         Err(other) => panic!("unexpected {other}"),
     }
@@ -298,7 +398,10 @@ async fn a_restart_after_the_provision_intent_recovers_the_machine() {
     assert_eq!(done.nodes[0].replacement_vps_id, "vps-7");
     let calls = fake.calls();
     assert!(calls.contains(&"recover general".to_string()));
-    assert!(!calls.iter().any(|c| c.starts_with("provision")), "no second machine: {calls:?}");
+    assert!(
+        !calls.iter().any(|c| c.starts_with("provision")),
+        "no second machine: {calls:?}"
+    );
     assert_eq!(fake.0.machines.lock().expect("m").len(), 1);
 }
 
@@ -314,12 +417,22 @@ async fn cancel_stops_pending_nodes_and_undoes_the_one_in_flight() {
     driver.cancel("k1").await.expect("exists");
     let done = finished(&driver, "k1").await;
     assert_eq!(done.state, pb::OperationState::Cancelled as i32);
-    assert!(done.nodes.iter().any(|n| n.phase == pb::NodePhase::Pending as i32));
+    assert!(
+        done.nodes
+            .iter()
+            .any(|n| n.phase == pb::NodePhase::Pending as i32)
+    );
     // whatever ran was either finished or undone: no cordoned node is left behind
     let calls = fake.calls();
     for node in ["a", "b", "c"] {
-        let cordons = calls.iter().filter(|c| *c == &format!("cordon {node}")).count();
-        let uncordons = calls.iter().filter(|c| *c == &format!("uncordon {node}")).count();
+        let cordons = calls
+            .iter()
+            .filter(|c| *c == &format!("cordon {node}"))
+            .count();
+        let uncordons = calls
+            .iter()
+            .filter(|c| *c == &format!("uncordon {node}"))
+            .count();
         let deleted = calls.contains(&format!("delete-node {node}"));
         assert!(cordons == uncordons || deleted, "{node}: {calls:?}");
     }
@@ -341,5 +454,10 @@ async fn removal_drains_and_deletes_without_provisioning() {
         .expect("submitted");
     let done = finished(&driver, "rm").await;
     assert_eq!(done.done_count, 2);
-    assert!(!fake.calls().iter().any(|c| c.starts_with("provision") || c.starts_with("lookup")));
+    assert!(
+        !fake
+            .calls()
+            .iter()
+            .any(|c| c.starts_with("provision") || c.starts_with("lookup"))
+    );
 }

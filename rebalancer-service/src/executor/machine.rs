@@ -57,20 +57,31 @@ pub enum StepOutcome {
     Ok,
     Failed(String),
     /// Lookup: the node's `autoscaler.vpsie.com/nodegroup` label.
-    Found { nodegroup: Option<String> },
+    Found {
+        nodegroup: Option<String>,
+    },
     /// Provision: the machine asked for (or found again).
-    Provisioned { vps_id: String, hostname: String },
+    Provisioned {
+        vps_id: String,
+        hostname: String,
+    },
     /// Provision with `recover`: no machine was created by the earlier attempt.
     NothingCreated,
     /// WaitForNode: the replacement's Node name.
-    Ready { node_name: String },
+    Ready {
+        node_name: String,
+    },
     /// SafetyCheck: removal refused, with the safety-service's message.
     Refused(String),
 }
 
 /// The next step for a candidate, or `None` when it is finished (or must wait: a pending
 /// candidate of a cancelled operation never starts).
-pub fn next_step(kind: OperationKind, candidate: &CandidateRecord, cancelled: bool) -> Option<Step> {
+pub fn next_step(
+    kind: OperationKind,
+    candidate: &CandidateRecord,
+    cancelled: bool,
+) -> Option<Step> {
     if candidate.phase.is_terminal() {
         return None;
     }
@@ -87,7 +98,8 @@ pub fn next_step(kind: OperationKind, candidate: &CandidateRecord, cancelled: bo
             OperationKind::Remove => Step::SafetyCheck,
         }),
         Phase::Provisioning => Some(Step::Provision {
-            recover: candidate.provision_intent_at.is_some() && candidate.replacement_vps_id.is_empty(),
+            recover: candidate.provision_intent_at.is_some()
+                && candidate.replacement_vps_id.is_empty(),
         }),
         Phase::WaitingForNode => Some(Step::WaitForNode),
         Phase::SafetyCheck => Some(Step::SafetyCheck),
@@ -135,7 +147,12 @@ fn roll_back(candidate: &mut CandidateRecord, step: &str, message: String, now: 
 
 /// A failure during or after the drain: uncordon the old node, keep the replacement (it may host
 /// pods now) (→ FAILED).
-fn fail_after_drain_started(candidate: &mut CandidateRecord, step: &str, message: String, now: &str) {
+fn fail_after_drain_started(
+    candidate: &mut CandidateRecord,
+    step: &str,
+    message: String,
+    now: &str,
+) {
     candidate.error = Some(StepError {
         step: step.to_string(),
         message,
@@ -174,7 +191,13 @@ fn note_undo_failure(candidate: &mut CandidateRecord, what: &str, message: &str)
 }
 
 /// Applies a step's outcome to the candidate.
-pub fn apply(plan: &PlanSpec, candidate: &mut CandidateRecord, step: Step, outcome: StepOutcome, now: &str) {
+pub fn apply(
+    plan: &PlanSpec,
+    candidate: &mut CandidateRecord,
+    step: Step,
+    outcome: StepOutcome,
+    now: &str,
+) {
     use StepOutcome as O;
     match (step, outcome) {
         (Step::Lookup, O::Found { nodegroup }) => {
@@ -205,12 +228,16 @@ pub fn apply(plan: &PlanSpec, candidate: &mut CandidateRecord, step: Step, outco
             candidate.phase = Phase::WaitingForNode;
         }
         (Step::Provision { .. }, O::NothingCreated) => candidate.provision_intent_at = None,
-        (Step::Provision { .. }, O::Failed(message)) => roll_back(candidate, "provision", message, now),
+        (Step::Provision { .. }, O::Failed(message)) => {
+            roll_back(candidate, "provision", message, now)
+        }
         (Step::WaitForNode, O::Ready { node_name }) => {
             candidate.replacement_node_name = node_name;
             candidate.phase = Phase::SafetyCheck;
         }
-        (Step::WaitForNode, O::Failed(message)) => roll_back(candidate, "wait_for_node", message, now),
+        (Step::WaitForNode, O::Failed(message)) => {
+            roll_back(candidate, "wait_for_node", message, now)
+        }
         (Step::SafetyCheck, O::Ok) => {
             if plan.dry_run {
                 candidate.note = format!("would cordon, drain and delete {}", candidate.node_name);
@@ -225,9 +252,13 @@ pub fn apply(plan: &PlanSpec, candidate: &mut CandidateRecord, step: Step, outco
         (Step::Cordon, O::Ok) => candidate.cordoned = true,
         (Step::Cordon, O::Failed(message)) => roll_back(candidate, "cordon", message, now),
         (Step::Drain, O::Ok) => candidate.phase = Phase::Deleting,
-        (Step::Drain, O::Failed(message)) => fail_after_drain_started(candidate, "drain", message, now),
+        (Step::Drain, O::Failed(message)) => {
+            fail_after_drain_started(candidate, "drain", message, now)
+        }
         (Step::DeleteMachine, O::Ok) => candidate.machine_deleted = true,
-        (Step::DeleteMachine, O::Failed(message)) => fail_after_drain_started(candidate, "delete", message, now),
+        (Step::DeleteMachine, O::Failed(message)) => {
+            fail_after_drain_started(candidate, "delete", message, now)
+        }
         (Step::DeleteNode, O::Ok) => finish(candidate, Phase::Done, now),
         (Step::DeleteNode, O::Failed(message)) => {
             candidate.error = Some(StepError {
@@ -267,15 +298,24 @@ pub fn apply(plan: &PlanSpec, candidate: &mut CandidateRecord, step: Step, outco
 /// ("cancelled" as the step). A candidate already deleting finishes; a pending one never starts.
 pub fn cancel(candidate: &mut CandidateRecord, now: &str) {
     match candidate.phase {
-        Phase::Provisioning | Phase::WaitingForNode | Phase::SafetyCheck => {
-            roll_back(candidate, "cancelled", "the operation was cancelled".into(), now)
-        }
-        Phase::Draining if !candidate.cordoned => {
-            roll_back(candidate, "cancelled", "the operation was cancelled".into(), now)
-        }
-        Phase::Draining => {
-            fail_after_drain_started(candidate, "cancelled", "the operation was cancelled during the drain".into(), now)
-        }
+        Phase::Provisioning | Phase::WaitingForNode | Phase::SafetyCheck => roll_back(
+            candidate,
+            "cancelled",
+            "the operation was cancelled".into(),
+            now,
+        ),
+        Phase::Draining if !candidate.cordoned => roll_back(
+            candidate,
+            "cancelled",
+            "the operation was cancelled".into(),
+            now,
+        ),
+        Phase::Draining => fail_after_drain_started(
+            candidate,
+            "cancelled",
+            "the operation was cancelled during the drain".into(),
+            now,
+        ),
         _ => {}
     }
 }

@@ -8,11 +8,13 @@ mod driver;
 mod machine;
 mod record;
 
-pub use driver::{Cloud, Cluster, Clock, Driver, Machine, Safety, Store, SubmitError, rfc3339, system_clock};
+pub use driver::{
+    Clock, Cloud, Cluster, Driver, Machine, Safety, Store, SubmitError, rfc3339, system_clock,
+};
 pub use machine::{Step, StepOutcome, apply, begin, cancel, next_step};
 pub use record::{
-    CandidateRecord, DrainSpec, OperationKind, OperationRecord, OperationState, Phase, PlanError, PlanSpec,
-    StepError, Strategy,
+    CandidateRecord, DrainSpec, OperationKind, OperationRecord, OperationState, Phase, PlanError,
+    PlanSpec, StepError, Strategy,
 };
 
 #[cfg(test)]

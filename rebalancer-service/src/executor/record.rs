@@ -27,7 +27,10 @@ pub enum OperationState {
 
 impl OperationState {
     pub fn is_terminal(self) -> bool {
-        matches!(self, OperationState::Succeeded | OperationState::Failed | OperationState::Cancelled)
+        matches!(
+            self,
+            OperationState::Succeeded | OperationState::Failed | OperationState::Cancelled
+        )
     }
 }
 
@@ -49,7 +52,10 @@ pub enum Phase {
 
 impl Phase {
     pub fn is_terminal(self) -> bool {
-        matches!(self, Phase::Skipped | Phase::Done | Phase::Failed | Phase::RolledBack)
+        matches!(
+            self,
+            Phase::Skipped | Phase::Done | Phase::Failed | Phase::RolledBack
+        )
     }
 
     fn to_proto(self) -> pb::NodePhase {
@@ -213,13 +219,19 @@ fn drain_spec(drain: Option<&pb::DrainOptions>) -> Result<DrainSpec, PlanError> 
     let mut spec = DrainSpec::default();
     if let Some(drain) = drain {
         let positive = |value: i32, field: &str| {
-            u32::try_from(value).map_err(|_| plan_error(format!("drain.{field}"), format!("must not be negative, got {value}")))
+            u32::try_from(value).map_err(|_| {
+                plan_error(
+                    format!("drain.{field}"),
+                    format!("must not be negative, got {value}"),
+                )
+            })
         };
         if drain.timeout_seconds != 0 {
             spec.timeout_seconds = positive(drain.timeout_seconds, "timeoutSeconds")?;
         }
         if drain.eviction_retry_seconds != 0 {
-            spec.eviction_retry_seconds = positive(drain.eviction_retry_seconds, "evictionRetrySeconds")?;
+            spec.eviction_retry_seconds =
+                positive(drain.eviction_retry_seconds, "evictionRetrySeconds")?;
         }
         if let Some(grace) = drain.pod_grace_period_seconds {
             spec.pod_grace_period_seconds = Some(positive(grace, "podGracePeriodSeconds")?);
@@ -232,10 +244,16 @@ fn unique_names<'n>(names: impl Iterator<Item = &'n str>, field: &str) -> Result
     let mut seen = std::collections::HashSet::new();
     for (i, name) in names.enumerate() {
         if name.is_empty() {
-            return Err(plan_error(format!("{field}[{i}]"), "node name must not be empty"));
+            return Err(plan_error(
+                format!("{field}[{i}]"),
+                "node name must not be empty",
+            ));
         }
         if !seen.insert(name) {
-            return Err(plan_error(format!("{field}[{i}]"), format!("duplicate node {name:?}")));
+            return Err(plan_error(
+                format!("{field}[{i}]"),
+                format!("duplicate node {name:?}"),
+            ));
         }
     }
     if seen.is_empty() {
@@ -248,10 +266,16 @@ impl OperationRecord {
     /// Validates an `ExecutePlan` request into a new operation.
     pub fn from_plan(plan: &pb::RebalancePlan, now: &str) -> Result<Self, PlanError> {
         if plan.id.is_empty() {
-            return Err(plan_error("plan.id", "a plan id is required (it makes ExecutePlan idempotent)"));
+            return Err(plan_error(
+                "plan.id",
+                "a plan id is required (it makes ExecutePlan idempotent)",
+            ));
         }
         if plan.node_group_name.is_empty() {
-            return Err(plan_error("plan.nodeGroupName", "the target node group is required"));
+            return Err(plan_error(
+                "plan.nodeGroupName",
+                "the target node group is required",
+            ));
         }
         let strategy = match pb::Strategy::try_from(plan.strategy) {
             Ok(pb::Strategy::Rolling) => Strategy::Rolling,
@@ -259,20 +283,34 @@ impl OperationRecord {
             _ => {
                 return Err(plan_error(
                     "plan.strategy",
-                    format!("unknown strategy {} (want STRATEGY_ROLLING or STRATEGY_SURGE)", plan.strategy),
+                    format!(
+                        "unknown strategy {} (want STRATEGY_ROLLING or STRATEGY_SURGE)",
+                        plan.strategy
+                    ),
                 ));
             }
         };
-        unique_names(plan.candidates.iter().map(|c| c.node_name.as_str()), "plan.candidates")?;
+        unique_names(
+            plan.candidates.iter().map(|c| c.node_name.as_str()),
+            "plan.candidates",
+        )?;
         let count = |value: i32, field: &str| match value {
             0 => Ok(1),
             v if v > 0 => Ok(v as usize),
-            v => Err(plan_error(format!("plan.{field}"), format!("must be positive, got {v}"))),
+            v => Err(plan_error(
+                format!("plan.{field}"),
+                format!("must be positive, got {v}"),
+            )),
         };
         let ready_timeout_seconds = match plan.ready_timeout_seconds {
             0 => 900,
             v if v > 0 => v as u32,
-            v => return Err(plan_error("plan.readyTimeoutSeconds", format!("must be positive, got {v}"))),
+            v => {
+                return Err(plan_error(
+                    "plan.readyTimeoutSeconds",
+                    format!("must be positive, got {v}"),
+                ));
+            }
         };
         Ok(OperationRecord {
             id: plan.id.clone(),
@@ -290,7 +328,9 @@ impl OperationRecord {
             candidates: plan
                 .candidates
                 .iter()
-                .map(|c| CandidateRecord::new(&c.node_name, &c.current_offering, &c.target_offering))
+                .map(|c| {
+                    CandidateRecord::new(&c.node_name, &c.current_offering, &c.target_offering)
+                })
                 .collect(),
             cancel_requested: false,
             created_at: now.to_string(),
@@ -302,7 +342,10 @@ impl OperationRecord {
     /// Validates a `RemoveNodes` request into a new operation.
     pub fn from_removal(request: &pb::RemoveNodesRequest, now: &str) -> Result<Self, PlanError> {
         if request.request_id.is_empty() {
-            return Err(plan_error("requestId", "a request id is required (it makes RemoveNodes idempotent)"));
+            return Err(plan_error(
+                "requestId",
+                "a request id is required (it makes RemoveNodes idempotent)",
+            ));
         }
         unique_names(request.node_names.iter().map(String::as_str), "nodeNames")?;
         Ok(OperationRecord {
@@ -318,7 +361,11 @@ impl OperationRecord {
                 dry_run: request.dry_run,
             },
             state: OperationState::Pending,
-            candidates: request.node_names.iter().map(|n| CandidateRecord::new(n, "", "")).collect(),
+            candidates: request
+                .node_names
+                .iter()
+                .map(|n| CandidateRecord::new(n, "", ""))
+                .collect(),
             cancel_requested: false,
             created_at: now.to_string(),
             updated_at: now.to_string(),
@@ -339,7 +386,12 @@ impl OperationRecord {
     pub fn settle(&mut self, now: &str) {
         self.updated_at = now.to_string();
         let all_terminal = self.candidates.iter().all(|c| c.phase.is_terminal());
-        if self.cancel_requested && self.candidates.iter().all(|c| c.phase.is_terminal() || c.phase == Phase::Pending) {
+        if self.cancel_requested
+            && self
+                .candidates
+                .iter()
+                .all(|c| c.phase.is_terminal() || c.phase == Phase::Pending)
+        {
             self.state = OperationState::Cancelled;
         } else if all_terminal {
             self.state = if self.failed_count() > 0 {
@@ -356,11 +408,17 @@ impl OperationRecord {
     }
 
     pub fn done_count(&self) -> usize {
-        self.candidates.iter().filter(|c| c.phase == Phase::Done).count()
+        self.candidates
+            .iter()
+            .filter(|c| c.phase == Phase::Done)
+            .count()
     }
 
     pub fn skipped_count(&self) -> usize {
-        self.candidates.iter().filter(|c| c.phase == Phase::Skipped).count()
+        self.candidates
+            .iter()
+            .filter(|c| c.phase == Phase::Skipped)
+            .count()
     }
 
     pub fn failed_count(&self) -> usize {
@@ -378,7 +436,11 @@ impl OperationRecord {
             self.failed_count(),
             self.candidates.len()
         );
-        if let Some(first) = self.candidates.iter().find_map(|c| c.error.as_ref().map(|e| (c, e))) {
+        if let Some(first) = self
+            .candidates
+            .iter()
+            .find_map(|c| c.error.as_ref().map(|e| (c, e)))
+        {
             line.push_str(&format!(
                 "; {} failed at {}: {}",
                 first.0.node_name, first.1.step, first.1.message
@@ -404,7 +466,11 @@ impl OperationRecord {
                 OperationState::Failed => pb::OperationState::Failed,
                 OperationState::Cancelled => pb::OperationState::Cancelled,
             } as i32,
-            nodes: self.candidates.iter().map(CandidateRecord::to_proto).collect(),
+            nodes: self
+                .candidates
+                .iter()
+                .map(CandidateRecord::to_proto)
+                .collect(),
             done_count: self.done_count() as i32,
             skipped_count: self.skipped_count() as i32,
             failed_count: self.failed_count() as i32,

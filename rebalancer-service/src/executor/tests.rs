@@ -55,7 +55,12 @@ fn happy(step: Step) -> StepOutcome {
 #[test]
 fn a_replacement_runs_every_step_in_order() {
     let mut candidate = CandidateRecord::new("n1", "2-4", "4-8");
-    let steps = run(OperationKind::Rebalance, &plan(false), &mut candidate, happy);
+    let steps = run(
+        OperationKind::Rebalance,
+        &plan(false),
+        &mut candidate,
+        happy,
+    );
     assert_eq!(
         steps,
         vec![
@@ -79,9 +84,14 @@ fn a_replacement_runs_every_step_in_order() {
 #[test]
 fn same_group_and_offering_is_skipped_without_any_write() {
     let mut candidate = CandidateRecord::new("n1", "2-4", "2-4");
-    let steps = run(OperationKind::Rebalance, &plan(false), &mut candidate, |_| StepOutcome::Found {
-        nodegroup: Some("general".into()),
-    });
+    let steps = run(
+        OperationKind::Rebalance,
+        &plan(false),
+        &mut candidate,
+        |_| StepOutcome::Found {
+            nodegroup: Some("general".into()),
+        },
+    );
     assert_eq!(steps, vec![Step::Lookup]);
     assert_eq!(candidate.phase, Phase::Skipped);
     assert!(candidate.skip_reason);
@@ -91,12 +101,17 @@ fn same_group_and_offering_is_skipped_without_any_write() {
 fn same_group_with_another_offering_and_another_group_proceed() {
     for (group, current) in [("general", "2-4"), ("other", "4-8")] {
         let mut candidate = CandidateRecord::new("n1", current, "4-8");
-        let steps = run(OperationKind::Rebalance, &plan(false), &mut candidate, |step| match step {
-            Step::Lookup => StepOutcome::Found {
-                nodegroup: Some(group.into()),
+        let steps = run(
+            OperationKind::Rebalance,
+            &plan(false),
+            &mut candidate,
+            |step| match step {
+                Step::Lookup => StepOutcome::Found {
+                    nodegroup: Some(group.into()),
+                },
+                other => happy(other),
             },
-            other => happy(other),
-        });
+        );
         assert_eq!(steps.len(), 8, "{group}/{current}");
         assert_eq!(candidate.phase, Phase::Done);
     }
@@ -105,35 +120,54 @@ fn same_group_with_another_offering_and_another_group_proceed() {
 #[test]
 fn an_unreadable_node_fails_closed_at_lookup() {
     let mut candidate = CandidateRecord::new("n1", "2-4", "2-4");
-    let steps = run(OperationKind::Rebalance, &plan(false), &mut candidate, |_| {
-        StepOutcome::Failed("nodes \"n1\" is forbidden".into())
-    });
+    let steps = run(
+        OperationKind::Rebalance,
+        &plan(false),
+        &mut candidate,
+        |_| StepOutcome::Failed("nodes \"n1\" is forbidden".into()),
+    );
     assert_eq!(steps, vec![Step::Lookup]);
     assert_eq!(candidate.phase, Phase::Failed);
-    assert_eq!(candidate.error.as_ref().map(|e| e.step.as_str()), Some("lookup"));
+    assert_eq!(
+        candidate.error.as_ref().map(|e| e.step.as_str()),
+        Some("lookup")
+    );
 }
 
 #[test]
 fn a_refused_safety_check_deletes_the_replacement_and_leaves_the_node() {
     let mut candidate = CandidateRecord::new("n1", "2-4", "4-8");
-    let steps = run(OperationKind::Rebalance, &plan(false), &mut candidate, |step| match step {
-        Step::SafetyCheck => StepOutcome::Refused("pod a/b cannot be rescheduled".into()),
-        other => happy(other),
-    });
+    let steps = run(
+        OperationKind::Rebalance,
+        &plan(false),
+        &mut candidate,
+        |step| match step {
+            Step::SafetyCheck => StepOutcome::Refused("pod a/b cannot be rescheduled".into()),
+            other => happy(other),
+        },
+    );
     assert_eq!(steps[3..], [Step::SafetyCheck, Step::DeleteReplacement]);
     assert!(!steps.contains(&Step::Cordon));
     assert_eq!(candidate.phase, Phase::RolledBack);
     let error = candidate.error.expect("error");
-    assert_eq!((error.step.as_str(), error.message.as_str()), ("safety_check", "pod a/b cannot be rescheduled"));
+    assert_eq!(
+        (error.step.as_str(), error.message.as_str()),
+        ("safety_check", "pod a/b cannot be rescheduled")
+    );
 }
 
 #[test]
 fn a_replacement_that_never_gets_ready_is_deleted_and_the_old_node_never_touched() {
     let mut candidate = CandidateRecord::new("n1", "2-4", "4-8");
-    let steps = run(OperationKind::Rebalance, &plan(false), &mut candidate, |step| match step {
-        Step::WaitForNode => StepOutcome::Failed("not Ready after 900s".into()),
-        other => happy(other),
-    });
+    let steps = run(
+        OperationKind::Rebalance,
+        &plan(false),
+        &mut candidate,
+        |step| match step {
+            Step::WaitForNode => StepOutcome::Failed("not Ready after 900s".into()),
+            other => happy(other),
+        },
+    );
     assert_eq!(
         steps,
         vec![
@@ -149,25 +183,41 @@ fn a_replacement_that_never_gets_ready_is_deleted_and_the_old_node_never_touched
 #[test]
 fn a_drain_failure_uncordons_and_keeps_the_replacement() {
     let mut candidate = CandidateRecord::new("n1", "2-4", "4-8");
-    let steps = run(OperationKind::Rebalance, &plan(false), &mut candidate, |step| match step {
-        Step::Drain => StepOutcome::Failed("timed out after 300s with 1 pod left".into()),
-        other => happy(other),
-    });
+    let steps = run(
+        OperationKind::Rebalance,
+        &plan(false),
+        &mut candidate,
+        |step| match step {
+            Step::Drain => StepOutcome::Failed("timed out after 300s with 1 pod left".into()),
+            other => happy(other),
+        },
+    );
     assert_eq!(steps[5..], [Step::Drain, Step::Uncordon]);
     assert!(!steps.contains(&Step::DeleteReplacement));
     assert_eq!(candidate.phase, Phase::Failed);
-    assert_eq!(candidate.error.as_ref().map(|e| e.step.as_str()), Some("drain"));
+    assert_eq!(
+        candidate.error.as_ref().map(|e| e.step.as_str()),
+        Some("drain")
+    );
     assert!(!candidate.cordoned);
 }
 
 #[test]
 fn a_failed_cordon_is_undone_and_rolled_back() {
     let mut candidate = CandidateRecord::new("n1", "2-4", "4-8");
-    let steps = run(OperationKind::Rebalance, &plan(false), &mut candidate, |step| match step {
-        Step::Cordon => StepOutcome::Failed("conflict".into()),
-        other => happy(other),
-    });
-    assert_eq!(steps[4..], [Step::Cordon, Step::Uncordon, Step::DeleteReplacement]);
+    let steps = run(
+        OperationKind::Rebalance,
+        &plan(false),
+        &mut candidate,
+        |step| match step {
+            Step::Cordon => StepOutcome::Failed("conflict".into()),
+            other => happy(other),
+        },
+    );
+    assert_eq!(
+        steps[4..],
+        [Step::Cordon, Step::Uncordon, Step::DeleteReplacement]
+    );
     assert_eq!(candidate.phase, Phase::RolledBack);
 }
 
@@ -175,7 +225,13 @@ fn a_failed_cordon_is_undone_and_rolled_back() {
 fn a_crash_after_the_intent_recovers_instead_of_creating_again() {
     let mut candidate = CandidateRecord::new("n1", "2-4", "4-8");
     let plan = plan(false);
-    apply(&plan, &mut candidate, Step::Lookup, happy(Step::Lookup), NOW);
+    apply(
+        &plan,
+        &mut candidate,
+        Step::Lookup,
+        happy(Step::Lookup),
+        NOW,
+    );
     let step = next_step(OperationKind::Rebalance, &candidate, false).expect("step");
     assert_eq!(step, Step::Provision { recover: false });
     begin(OperationKind::Rebalance, &mut candidate, step, NOW);
@@ -183,7 +239,13 @@ fn a_crash_after_the_intent_recovers_instead_of_creating_again() {
     let restarted = next_step(OperationKind::Rebalance, &candidate, false);
     assert_eq!(restarted, Some(Step::Provision { recover: true }));
     // nothing was created: the next attempt creates
-    apply(&plan, &mut candidate, Step::Provision { recover: true }, StepOutcome::NothingCreated, NOW);
+    apply(
+        &plan,
+        &mut candidate,
+        Step::Provision { recover: true },
+        StepOutcome::NothingCreated,
+        NOW,
+    );
     assert_eq!(
         next_step(OperationKind::Rebalance, &candidate, false),
         Some(Step::Provision { recover: false })
@@ -196,7 +258,13 @@ fn removal_runs_steps_four_to_seven() {
     let steps = run(OperationKind::Remove, &plan(false), &mut candidate, happy);
     assert_eq!(
         steps,
-        vec![Step::SafetyCheck, Step::Cordon, Step::Drain, Step::DeleteMachine, Step::DeleteNode]
+        vec![
+            Step::SafetyCheck,
+            Step::Cordon,
+            Step::Drain,
+            Step::DeleteMachine,
+            Step::DeleteNode
+        ]
     );
     assert_eq!(candidate.phase, Phase::Done);
 }
@@ -207,7 +275,11 @@ fn dry_runs_only_read() {
     let steps = run(OperationKind::Rebalance, &plan(true), &mut candidate, happy);
     assert_eq!(steps, vec![Step::Lookup]);
     assert_eq!(candidate.phase, Phase::Done);
-    assert!(candidate.note.starts_with("would provision"), "{}", candidate.note);
+    assert!(
+        candidate.note.starts_with("would provision"),
+        "{}",
+        candidate.note
+    );
     let mut removal = CandidateRecord::new("n1", "", "");
     let steps = run(OperationKind::Remove, &plan(true), &mut removal, happy);
     assert_eq!(steps, vec![Step::SafetyCheck]);
@@ -219,14 +291,30 @@ fn cancel_undoes_by_the_failure_rules() {
     let plan = plan(false);
     // before the drain: roll back, deleting the replacement
     let mut candidate = CandidateRecord::new("n1", "2-4", "4-8");
-    for step in [Step::Lookup, Step::Provision { recover: false }, Step::WaitForNode] {
+    for step in [
+        Step::Lookup,
+        Step::Provision { recover: false },
+        Step::WaitForNode,
+    ] {
         apply(&plan, &mut candidate, step, happy(step), NOW);
     }
     cancel(&mut candidate, NOW);
-    assert_eq!(next_step(OperationKind::Rebalance, &candidate, true), Some(Step::DeleteReplacement));
-    apply(&plan, &mut candidate, Step::DeleteReplacement, StepOutcome::Ok, NOW);
+    assert_eq!(
+        next_step(OperationKind::Rebalance, &candidate, true),
+        Some(Step::DeleteReplacement)
+    );
+    apply(
+        &plan,
+        &mut candidate,
+        Step::DeleteReplacement,
+        StepOutcome::Ok,
+        NOW,
+    );
     assert_eq!(candidate.phase, Phase::RolledBack);
-    assert_eq!(candidate.error.as_ref().map(|e| e.step.as_str()), Some("cancelled"));
+    assert_eq!(
+        candidate.error.as_ref().map(|e| e.step.as_str()),
+        Some("cancelled")
+    );
     // a pending candidate of a cancelled operation never starts
     let pending = CandidateRecord::new("n2", "2-4", "4-8");
     assert_eq!(next_step(OperationKind::Rebalance, &pending, true), None);
@@ -259,7 +347,10 @@ fn operation_state_and_counts_follow_the_candidates() {
     operation.settle(NOW);
     assert_eq!(operation.state, OperationState::Failed);
     let proto = operation.to_proto();
-    assert_eq!((proto.done_count, proto.skipped_count, proto.failed_count), (1, 1, 1));
+    assert_eq!(
+        (proto.done_count, proto.skipped_count, proto.failed_count),
+        (1, 1, 1)
+    );
     assert_eq!(proto.state, pb::OperationState::Failed as i32);
 }
 
@@ -278,12 +369,48 @@ fn bad_requests_are_rejected_with_the_field() {
         ..Default::default()
     };
     let cases = [
-        (pb::RebalancePlan { candidates: vec![], ..base.clone() }, "plan.candidates"),
-        (pb::RebalancePlan { candidates: vec![candidate("a"), candidate("a")], ..base.clone() }, "plan.candidates[1]"),
-        (pb::RebalancePlan { strategy: 0, ..base.clone() }, "plan.strategy"),
-        (pb::RebalancePlan { strategy: 7, ..base.clone() }, "plan.strategy"),
-        (pb::RebalancePlan { id: String::new(), ..base.clone() }, "plan.id"),
-        (pb::RebalancePlan { batch_size: -1, ..base.clone() }, "plan.batchSize"),
+        (
+            pb::RebalancePlan {
+                candidates: vec![],
+                ..base.clone()
+            },
+            "plan.candidates",
+        ),
+        (
+            pb::RebalancePlan {
+                candidates: vec![candidate("a"), candidate("a")],
+                ..base.clone()
+            },
+            "plan.candidates[1]",
+        ),
+        (
+            pb::RebalancePlan {
+                strategy: 0,
+                ..base.clone()
+            },
+            "plan.strategy",
+        ),
+        (
+            pb::RebalancePlan {
+                strategy: 7,
+                ..base.clone()
+            },
+            "plan.strategy",
+        ),
+        (
+            pb::RebalancePlan {
+                id: String::new(),
+                ..base.clone()
+            },
+            "plan.id",
+        ),
+        (
+            pb::RebalancePlan {
+                batch_size: -1,
+                ..base.clone()
+            },
+            "plan.batchSize",
+        ),
     ];
     for (plan, field) in cases {
         let error = OperationRecord::from_plan(&plan, NOW).expect_err(field);
@@ -294,16 +421,26 @@ fn bad_requests_are_rejected_with_the_field() {
         node_names: vec![],
         ..Default::default()
     };
-    assert_eq!(OperationRecord::from_removal(&removal, NOW).expect_err("empty").field, "nodeNames");
+    assert_eq!(
+        OperationRecord::from_removal(&removal, NOW)
+            .expect_err("empty")
+            .field,
+        "nodeNames"
+    );
 }
 
 #[test]
 fn records_survive_a_json_round_trip() {
     let mut candidate = CandidateRecord::new("n1", "2-4", "4-8");
-    run(OperationKind::Rebalance, &plan(false), &mut candidate, |step| match step {
-        Step::Drain => StepOutcome::Failed("x".into()),
-        other => happy(other),
-    });
+    run(
+        OperationKind::Rebalance,
+        &plan(false),
+        &mut candidate,
+        |step| match step {
+            Step::Drain => StepOutcome::Failed("x".into()),
+            other => happy(other),
+        },
+    );
     let json = serde_json::to_string(&candidate).expect("serialize");
     let back: CandidateRecord = serde_json::from_str(&json).expect("deserialize");
     assert_eq!(back, candidate);

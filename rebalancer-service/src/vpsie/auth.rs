@@ -185,7 +185,8 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     if secs >= 0 {
         Some(UNIX_EPOCH + Duration::new(secs as u64, nanos))
     } else {
-        UNIX_EPOCH.checked_sub(Duration::new(secs.unsigned_abs(), 0))?
+        UNIX_EPOCH
+            .checked_sub(Duration::new(secs.unsigned_abs(), 0))?
             .checked_add(Duration::from_nanos(u64::from(nanos)))
     }
 }
@@ -225,16 +226,33 @@ mod tests {
         let mp = (5 * doy + 2) / 153;
         let d = doy - (153 * mp + 2) / 5 + 1;
         let m = if mp < 10 { mp + 3 } else { mp - 9 };
-        (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+        (
+            if m <= 2 {
+                yoe + era * 400 + 1
+            } else {
+                yoe + era * 400
+            },
+            m,
+            d,
+        )
     }
 
     #[test]
     fn rfc3339_examples() {
         let t = |s| parse_rfc3339(s).map(|t| t.duration_since(UNIX_EPOCH).unwrap());
         assert_eq!(t("1970-01-01T00:00:00Z"), Some(Duration::ZERO));
-        assert_eq!(t("2024-02-29T23:59:59Z"), Some(Duration::from_secs(1_709_251_199)));
-        assert_eq!(t("2024-03-01T01:59:59+02:00"), Some(Duration::from_secs(1_709_251_199)));
-        assert_eq!(t("2024-02-29 23:59:59"), Some(Duration::from_secs(1_709_251_199)));
+        assert_eq!(
+            t("2024-02-29T23:59:59Z"),
+            Some(Duration::from_secs(1_709_251_199))
+        );
+        assert_eq!(
+            t("2024-03-01T01:59:59+02:00"),
+            Some(Duration::from_secs(1_709_251_199))
+        );
+        assert_eq!(
+            t("2024-02-29 23:59:59"),
+            Some(Duration::from_secs(1_709_251_199))
+        );
         assert_eq!(
             t("2024-02-29T23:59:59.25Z"),
             Some(Duration::new(1_709_251_199, 250_000_000))
@@ -263,16 +281,22 @@ mod tests {
 
         let body = json!({"error": false, "accessToken": {"token": ""}});
         assert_eq!(
-            parse_login_reply(200, body.to_string().as_bytes(), wall, now, 1).unwrap_err().kind(),
+            parse_login_reply(200, body.to_string().as_bytes(), wall, now, 1)
+                .unwrap_err()
+                .kind(),
             "protocol"
         );
         let body = json!({"error": true, "message": "Invalid credentials"});
         assert_eq!(
-            parse_login_reply(401, body.to_string().as_bytes(), wall, now, 1).unwrap_err().kind(),
+            parse_login_reply(401, body.to_string().as_bytes(), wall, now, 1)
+                .unwrap_err()
+                .kind(),
             "unauthorized"
         );
         assert_eq!(
-            parse_login_reply(200, body.to_string().as_bytes(), wall, now, 1).unwrap_err().kind(),
+            parse_login_reply(200, body.to_string().as_bytes(), wall, now, 1)
+                .unwrap_err()
+                .kind(),
             "rejected"
         );
     }
@@ -291,7 +315,7 @@ mod tests {
         #[test]
         fn rfc3339_roundtrip(secs in 0i64..253_402_300_799, nanos in 0u32..1_000_000_000, off_min in -1439i64..1440) {
             let local = secs + off_min * 60;
-            prop_assume!(local >= 0 && local < 253_402_300_800);
+            prop_assume!((0..253_402_300_800).contains(&local));
             let (y, m, d) = civil_from_days(local.div_euclid(86_400));
             let r = local.rem_euclid(86_400);
             let sign = if off_min < 0 { '-' } else { '+' };

@@ -36,7 +36,11 @@ pub fn backoff_delay(policy: &RetryPolicy, retry: u32, unit: f64) -> Duration {
         .checked_mul(1u32.checked_shl(exp.min(31)).unwrap_or(u32::MAX))
         .unwrap_or(policy.max_delay)
         .min(policy.max_delay);
-    let unit = if unit.is_nan() { 0.0 } else { unit.clamp(0.0, 1.0) };
+    let unit = if unit.is_nan() {
+        0.0
+    } else {
+        unit.clamp(0.0, 1.0)
+    };
     let half = ceiling / 2;
     half + (ceiling - half).mul_f64(unit)
 }

@@ -27,10 +27,16 @@ impl Default for BreakerConfig {
 /// The breaker's state, observable for metrics and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
-    Closed { consecutive_failures: u32 },
-    Open { until: Instant },
+    Closed {
+        consecutive_failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
     /// One probe may go (`probe_in_flight == false`) or is on its way.
-    HalfOpen { probe_in_flight: bool },
+    HalfOpen {
+        probe_in_flight: bool,
+    },
 }
 
 /// Whether a call may go.
@@ -161,19 +167,39 @@ mod tests {
             assert_eq!(b.admit(t0), Admission::Allowed { probe: false });
             b.record(false, Outcome::Failure, t0);
         }
-        assert!(matches!(b.state(), BreakerState::Closed { consecutive_failures: 4 }));
+        assert!(matches!(
+            b.state(),
+            BreakerState::Closed {
+                consecutive_failures: 4
+            }
+        ));
         b.admit(t0);
         b.record(false, Outcome::Failure, t0);
-        assert_eq!(b.state(), BreakerState::Open { until: t0 + Duration::from_secs(30) });
+        assert_eq!(
+            b.state(),
+            BreakerState::Open {
+                until: t0 + Duration::from_secs(30)
+            }
+        );
         assert_eq!(
             b.admit(t0 + Duration::from_secs(10)),
-            Admission::Rejected { retry_in: Duration::from_secs(20) }
+            Admission::Rejected {
+                retry_in: Duration::from_secs(20)
+            }
         );
         let t1 = t0 + Duration::from_secs(30);
         assert_eq!(b.admit(t1), Admission::Allowed { probe: true });
-        assert!(matches!(b.admit(t1), Admission::Rejected { .. }), "only one probe");
+        assert!(
+            matches!(b.admit(t1), Admission::Rejected { .. }),
+            "only one probe"
+        );
         b.record(true, Outcome::Success, t1);
-        assert_eq!(b.state(), BreakerState::Closed { consecutive_failures: 0 });
+        assert_eq!(
+            b.state(),
+            BreakerState::Closed {
+                consecutive_failures: 0
+            }
+        );
     }
 
     #[test]
@@ -186,7 +212,12 @@ mod tests {
         }
         b.admit(t0);
         b.record(false, Outcome::Success, t0);
-        assert_eq!(b.state(), BreakerState::Closed { consecutive_failures: 0 });
+        assert_eq!(
+            b.state(),
+            BreakerState::Closed {
+                consecutive_failures: 0
+            }
+        );
         for _ in 0..5 {
             b.admit(t0);
             b.record(false, Outcome::Failure, t0);
@@ -194,7 +225,12 @@ mod tests {
         let t1 = t0 + Duration::from_secs(31);
         assert_eq!(b.admit(t1), Admission::Allowed { probe: true });
         b.record(true, Outcome::Failure, t1);
-        assert_eq!(b.state(), BreakerState::Open { until: t1 + Duration::from_secs(30) });
+        assert_eq!(
+            b.state(),
+            BreakerState::Open {
+                until: t1 + Duration::from_secs(30)
+            }
+        );
     }
 
     #[test]

@@ -291,10 +291,7 @@ impl VpsieClient {
             .get(group_name)
             .copied()
             .ok_or_else(|| VpsieError::NotFound {
-                what: format!(
-                    "node group {group_name:?} in cluster {}",
-                    self.cluster_id()
-                ),
+                what: format!("node group {group_name:?} in cluster {}", self.cluster_id()),
             })
     }
 
@@ -452,9 +449,11 @@ impl VpsieClient {
                         }
                     }
                 }
-                Err(e @ VpsieError::Transport {
-                    maybe_sent: false, ..
-                }) if posts < max_posts => {
+                Err(
+                    e @ VpsieError::Transport {
+                        maybe_sent: false, ..
+                    },
+                ) if posts < max_posts => {
                     warn!(group = group_name, error = %e, "VPSie add could not connect; trying again");
                     tokio::time::sleep(backoff_delay(
                         &self.inner.config.retry,
@@ -615,12 +614,15 @@ impl VpsieClient {
                         fresh
                     }
                 };
-                let mut value = HeaderValue::from_str(&format!("Bearer {}", current.token.expose()))
-                    .map_err(|_| {
-                        VpsieError::Protocol(
-                            "login: the token has characters not allowed in a header".to_string(),
-                        )
-                    })?;
+                let mut value = HeaderValue::from_str(&format!(
+                    "Bearer {}",
+                    current.token.expose()
+                ))
+                .map_err(|_| {
+                    VpsieError::Protocol(
+                        "login: the token has characters not allowed in a header".to_string(),
+                    )
+                })?;
                 value.set_sensitive(true);
                 Ok(AuthHeader {
                     name: header::AUTHORIZATION,
@@ -679,17 +681,33 @@ impl VpsieClient {
                     };
                     (
                         Some(raw.status),
-                        parse_login_reply(raw.status, &raw.body, SystemTime::now(), Instant::now(), next),
+                        parse_login_reply(
+                            raw.status,
+                            &raw.body,
+                            SystemTime::now(),
+                            Instant::now(),
+                            next,
+                        ),
                     )
                 }
                 Err(e) => (None, Err(e)),
             };
             let outcome = result.as_ref().map_or_else(VpsieError::kind, |_| "ok");
-            self.observe(&Method::POST, routes::LOGIN, status, outcome, started.elapsed(), attempt);
+            self.observe(
+                &Method::POST,
+                routes::LOGIN,
+                status,
+                outcome,
+                started.elapsed(),
+                attempt,
+            );
             let err = match result {
                 Ok(token) => {
                     info!(
-                        valid_for_s = token.expires_at.saturating_duration_since(Instant::now()).as_secs(),
+                        valid_for_s = token
+                            .expires_at
+                            .saturating_duration_since(Instant::now())
+                            .as_secs(),
                         "VPSie login succeeded"
                     );
                     return Ok(token);
@@ -743,7 +761,14 @@ impl VpsieClient {
                 Err(e) => (None, Err(e)),
             };
             let outcome = result.as_ref().map_or_else(VpsieError::kind, |_| "ok");
-            self.observe(&spec.method, spec.route, status, outcome, started.elapsed(), attempt);
+            self.observe(
+                &spec.method,
+                spec.route,
+                status,
+                outcome,
+                started.elapsed(),
+                attempt,
+            );
             let err = match result {
                 Ok(data) => return Ok(data),
                 Err(e) => e,
@@ -751,11 +776,16 @@ impl VpsieClient {
             let delay = match (&err, auth.generation) {
                 (VpsieError::Unauthorized { .. }, Some(generation)) if !refreshed => {
                     refreshed = true;
-                    info!(route = spec.route, "VPSie answered 401; renewing the token and retrying once");
+                    info!(
+                        route = spec.route,
+                        "VPSie answered 401; renewing the token and retrying once"
+                    );
                     self.invalidate_token(generation).await;
                     continue;
                 }
-                (VpsieError::RateLimited { retry_after }, _) if retries + 1 < retry.max_attempts => {
+                (VpsieError::RateLimited { retry_after }, _)
+                    if retries + 1 < retry.max_attempts =>
+                {
                     rate_limit_delay(retry, *retry_after, retries + 1, jitter_unit())
                 }
                 (e, _)

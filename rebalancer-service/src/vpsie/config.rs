@@ -129,7 +129,12 @@ mod tests {
     fn https_default_and_http_refused() {
         let u = validate_base_url(DEFAULT_BASE_URL, false).unwrap();
         assert_eq!(u.as_str(), "https://api.vpsie.com/apps/v2");
-        assert_eq!(validate_base_url("https://x.test/apps/v2/", false).unwrap().path(), "/apps/v2");
+        assert_eq!(
+            validate_base_url("https://x.test/apps/v2/", false)
+                .unwrap()
+                .path(),
+            "/apps/v2"
+        );
         let e = validate_base_url("http://127.0.0.1:8080/apps/v2", false).unwrap_err();
         assert_eq!(e.kind(), "config");
         assert!(e.to_string().contains("allow-http"));

@@ -56,9 +56,9 @@ impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Credentials::AccessToken(_) => f.write_str("AccessToken(<redacted>)"),
-            Credentials::ClientCredentials { .. } => {
-                f.write_str("ClientCredentials { client_id: <redacted>, client_secret: <redacted> }")
-            }
+            Credentials::ClientCredentials { .. } => f.write_str(
+                "ClientCredentials { client_id: <redacted>, client_secret: <redacted> }",
+            ),
         }
     }
 }
@@ -76,7 +76,10 @@ impl Credentials {
         Credentials::AccessToken(Secret::new(token))
     }
 
-    pub fn client_credentials(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
+    pub fn client_credentials(
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Self {
         Credentials::ClientCredentials {
             client_id: Secret::new(client_id),
             client_secret: Secret::new(client_secret),
@@ -106,9 +109,8 @@ impl Credentials {
                 ))),
             }
         };
-        let empty = |name: &str| {
-            VpsieError::Credentials(format!("{} is empty", dir.join(name).display()))
-        };
+        let empty =
+            |name: &str| VpsieError::Credentials(format!("{} is empty", dir.join(name).display()));
         if let Some(token) = read(TOKEN_FILE)? {
             if token.is_empty() {
                 return Err(empty(TOKEN_FILE));
@@ -143,7 +145,11 @@ impl Credentials {
     /// Reads `VPSIE_TOKEN`, or `VPSIE_CLIENT_ID` and `VPSIE_CLIENT_SECRET`, through `get` (so tests
     /// need not touch the process environment).
     pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Self, VpsieError> {
-        let var = |name: &str| get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let var = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         if let Some(token) = var(TOKEN_ENV) {
             return Ok(Credentials::access_token(token));
         }
@@ -205,7 +211,10 @@ mod tests {
     fn debug_redacts() {
         let c = Credentials::client_credentials("the-id-123", "the-secret-456");
         let s = format!("{c:?} {:?} {:#?}", Secret::new("tok-789"), c);
-        assert!(!s.contains("the-id-123") && !s.contains("the-secret-456") && !s.contains("tok-789"), "{s}");
+        assert!(
+            !s.contains("the-id-123") && !s.contains("the-secret-456") && !s.contains("tok-789"),
+            "{s}"
+        );
         let t = Credentials::access_token("tok-789");
         assert!(!format!("{t:?}").contains("tok-789"));
     }
@@ -215,7 +224,10 @@ mod tests {
         let d = TempDir::new("token");
         std::fs::write(d.0.join("token"), "abc\n").unwrap();
         std::fs::write(d.0.join("clientId"), "id").unwrap();
-        assert_eq!(Credentials::from_dir(&d.0).unwrap(), Credentials::access_token("abc"));
+        assert_eq!(
+            Credentials::from_dir(&d.0).unwrap(),
+            Credentials::access_token("abc")
+        );
     }
 
     #[test]
@@ -239,14 +251,21 @@ mod tests {
         let empty = TempDir::new("empty");
         assert!(Credentials::from_dir(&empty.0).is_err());
         std::fs::write(empty.0.join("token"), "  \n").unwrap();
-        assert!(Credentials::from_dir(&empty.0).unwrap_err().to_string().contains("empty"));
+        assert!(
+            Credentials::from_dir(&empty.0)
+                .unwrap_err()
+                .to_string()
+                .contains("empty")
+        );
     }
 
     #[test]
     fn vars() {
         let env = |pairs: &[(&str, &str)]| {
-            let m: HashMap<String, String> =
-                pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let m: HashMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             move |k: &str| m.get(k).cloned()
         };
         assert_eq!(
@@ -254,7 +273,11 @@ mod tests {
             Credentials::access_token("t")
         );
         assert_eq!(
-            Credentials::from_vars(env(&[("VPSIE_CLIENT_ID", "i"), ("VPSIE_CLIENT_SECRET", "s")])).unwrap(),
+            Credentials::from_vars(env(&[
+                ("VPSIE_CLIENT_ID", "i"),
+                ("VPSIE_CLIENT_SECRET", "s")
+            ]))
+            .unwrap(),
             Credentials::client_credentials("i", "s")
         );
         assert!(Credentials::from_vars(env(&[("VPSIE_CLIENT_ID", "i")])).is_err());

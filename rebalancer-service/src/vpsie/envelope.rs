@@ -158,7 +158,10 @@ mod tests {
     #[test]
     fn success_returns_data() {
         let b = body(json!({"error": false, "code": 200, "data": {"id": 1}}));
-        assert_eq!(interpret(200, &b, None, "x").unwrap(), Some(json!({"id": 1})));
+        assert_eq!(
+            interpret(200, &b, None, "x").unwrap(),
+            Some(json!({"id": 1}))
+        );
         let b = body(json!({"error": false, "message": "queued"}));
         assert_eq!(interpret(200, &b, None, "x").unwrap(), None);
         let b = body(json!({"error": false, "data": null}));
@@ -170,20 +173,50 @@ mod tests {
     fn in_band_error_is_a_failure() {
         let b = body(json!({"error": true, "code": 400, "message": "bad group"}));
         let e = interpret(200, &b, None, "add").unwrap_err();
-        assert!(matches!(e, VpsieError::Rejected { status: 200, code: Some(400), .. }), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                VpsieError::Rejected {
+                    status: 200,
+                    code: Some(400),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         let b = body(json!({"error": true, "code": 404, "message": "gone"}));
-        assert_eq!(interpret(200, &b, None, "vm").unwrap_err().kind(), "not_found");
+        assert_eq!(
+            interpret(200, &b, None, "vm").unwrap_err().kind(),
+            "not_found"
+        );
         let b = body(json!({"error": "true", "code": "503", "message": "busy"}));
-        assert_eq!(interpret(200, &b, None, "vm").unwrap_err().kind(), "transient");
+        assert_eq!(
+            interpret(200, &b, None, "vm").unwrap_err().kind(),
+            "transient"
+        );
     }
 
     #[test]
     fn statuses_map_to_kinds() {
         let b = body(json!({"error": true, "message": "nope"}));
-        assert_eq!(interpret(401, &b, None, "x").unwrap_err().kind(), "unauthorized");
-        assert_eq!(interpret(404, &b, None, "x").unwrap_err().kind(), "not_found");
-        assert_eq!(interpret(502, b"<html>bad gateway</html>", None, "x").unwrap_err().kind(), "transient");
-        assert_eq!(interpret(400, &b, None, "x").unwrap_err().kind(), "rejected");
+        assert_eq!(
+            interpret(401, &b, None, "x").unwrap_err().kind(),
+            "unauthorized"
+        );
+        assert_eq!(
+            interpret(404, &b, None, "x").unwrap_err().kind(),
+            "not_found"
+        );
+        assert_eq!(
+            interpret(502, b"<html>bad gateway</html>", None, "x")
+                .unwrap_err()
+                .kind(),
+            "transient"
+        );
+        assert_eq!(
+            interpret(400, &b, None, "x").unwrap_err().kind(),
+            "rejected"
+        );
         let e = interpret(429, b"", Some(Duration::from_secs(3)), "x").unwrap_err();
         assert_eq!(
             e,
@@ -191,8 +224,14 @@ mod tests {
                 retry_after: Some(Duration::from_secs(3))
             }
         );
-        assert_eq!(interpret(200, b"<html>", None, "x").unwrap_err().kind(), "protocol");
-        assert_eq!(interpret(200, b"[1,2]", None, "x").unwrap_err().kind(), "protocol");
+        assert_eq!(
+            interpret(200, b"<html>", None, "x").unwrap_err().kind(),
+            "protocol"
+        );
+        assert_eq!(
+            interpret(200, b"[1,2]", None, "x").unwrap_err().kind(),
+            "protocol"
+        );
     }
 
     #[test]
@@ -242,7 +281,9 @@ mod tests {
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
             any::<i64>().prop_map(|n| json!(n)),
-            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| json!(f)),
             "\\PC{0,20}".prop_map(Value::String),
             prop_oneof![Just("error"), Just("code"), Just("message"), Just("data")]
                 .prop_map(|s| Value::String(s.to_string())),

@@ -139,7 +139,12 @@ mod tests {
     #[test]
     fn kinds_are_stable() {
         let cases = [
-            (VpsieError::Quota { message: "q".into() }, "quota"),
+            (
+                VpsieError::Quota {
+                    message: "q".into(),
+                },
+                "quota",
+            ),
             (
                 VpsieError::Unauthorized {
                     message: "u".into(),

@@ -262,7 +262,8 @@ fn de_opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> 
 
 fn de_i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     let v = Value::deserialize(d)?;
-    value_to_i64(&v).ok_or_else(|| serde::de::Error::custom(format!("expected an integer id, got {v}")))
+    value_to_i64(&v)
+        .ok_or_else(|| serde::de::Error::custom(format!("expected an integer id, got {v}")))
 }
 
 fn de_vec<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
@@ -299,12 +300,17 @@ mod tests {
         let m: Machine =
             serde_json::from_value(json!({"identifier": "a", "status": "Running"})).unwrap();
         assert_eq!(m.status, MachineStatus::Running);
-        assert!(serde_json::from_value::<NodeGroup>(json!({"id": "x", "group_name": "w"})).is_err());
+        assert!(
+            serde_json::from_value::<NodeGroup>(json!({"id": "x", "group_name": "w"})).is_err()
+        );
     }
 
     #[test]
     fn snapshot_diff_finds_new_workers_only() {
-        let before = vec![node("m1", "k-master", "master"), node("w1", "k-w-1", "slave")];
+        let before = vec![
+            node("m1", "k-master", "master"),
+            node("w1", "k-w-1", "slave"),
+        ];
         let snap = NodeSnapshot::of(&before);
         let after = vec![
             node("m1", "k-master", "master"),
@@ -313,7 +319,11 @@ mod tests {
             node("w2", "k-w-2", "slave"),
             node("w1b", "k-w-1", "slave"),
         ];
-        let new: Vec<&str> = snap.new_workers(&after).iter().map(|n| n.identifier.as_str()).collect();
+        let new: Vec<&str> = snap
+            .new_workers(&after)
+            .iter()
+            .map(|n| n.identifier.as_str())
+            .collect();
         assert_eq!(new, vec!["w2"]);
     }
 }
