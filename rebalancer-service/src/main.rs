@@ -1,0 +1,165 @@
+//! `rebalancer-service`: the gRPC server that owns every VPSie machine change — replacement
+//! batches with the same-nodegroup guard, removals, drains through the Eviction API — and resumes
+//! unfinished operations after a restart.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use rebalancer_service::executor::{Driver, system_clock};
+use rebalancer_service::grpc::RebalancerServiceImpl;
+use rebalancer_service::kube_ops::{KubeCluster, Polling};
+use rebalancer_service::safety_client::SafetyCheck;
+use rebalancer_service::store::ConfigMapStore;
+use rebalancer_service::vpsie::{Credentials, DEFAULT_BASE_URL, VpsieClient, VpsieConfig};
+use rebalancer_service::vpsie_cloud::VpsieCloud;
+use tracing_subscriber::EnvFilter;
+use vpsie_proto::rebalancer::v1::rebalancer_service_server::RebalancerServiceServer;
+
+/// Rebalancer: replaces and removes VPSie nodes safely, in batches, never twice, never blind.
+#[derive(Debug, Parser)]
+#[command(name = "rebalancer-service", version)]
+struct Args {
+    /// Address the gRPC server listens on.
+    #[arg(long, env = "REBALANCER_LISTEN", default_value = "0.0.0.0:50052")]
+    listen: SocketAddr,
+
+    /// The safety-service asked right before each drain.
+    #[arg(long, env = "SAFETY_ENDPOINT")]
+    safety_endpoint: String,
+
+    /// The VPSie API.
+    #[arg(long, env = "VPSIE_URL", default_value = DEFAULT_BASE_URL)]
+    vpsie_url: String,
+
+    /// Accept a plain http:// VPSie URL (local fakes only).
+    #[arg(long, env = "VPSIE_ALLOW_HTTP")]
+    vpsie_allow_http: bool,
+
+    /// The VPSie cluster identifier.
+    #[arg(long, env = "VPSIE_CLUSTER")]
+    vpsie_cluster: String,
+
+    /// A mounted Secret holding `token`, or `clientId` and `clientSecret` (else VPSIE_TOKEN, or
+    /// VPSIE_CLIENT_ID + VPSIE_CLIENT_SECRET).
+    #[arg(long, env = "VPSIE_CREDENTIALS_DIR")]
+    vpsie_credentials: Option<PathBuf>,
+
+    /// Namespace of the operation ConfigMaps.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    namespace: String,
+
+    /// How often to look for a replacement node becoming Ready, in seconds.
+    #[arg(long, env = "REBALANCER_NODE_POLL_SECONDS", default_value_t = 5)]
+    node_poll_seconds: u64,
+
+    /// `text` or `json` log lines; the level comes from RUST_LOG (default info).
+    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+fn init_tracing(format: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    tracing::info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    init_tracing(&args.log_format);
+
+    let kube = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")?;
+    let credentials = Credentials::load(args.vpsie_credentials.as_deref())
+        .context("loading VPSie credentials")?;
+    let mut config = VpsieConfig::new(args.vpsie_cluster.clone(), credentials);
+    config.base_url = args.vpsie_url.clone();
+    config.allow_http = args.vpsie_allow_http;
+    let vpsie = VpsieClient::new(config).context("configuring the VPSie client")?;
+    let safety_channel = tonic::transport::Endpoint::from_shared(args.safety_endpoint.clone())
+        .context("--safety-endpoint")?
+        .connect_lazy();
+
+    let polling = Polling {
+        node_ready: Duration::from_secs(args.node_poll_seconds.max(1)),
+        ..Polling::default()
+    };
+    let clock = system_clock();
+    let driver = Driver::new(
+        VpsieCloud::new(vpsie, kube.clone()),
+        KubeCluster::new(kube.clone(), polling),
+        SafetyCheck::new(kube.clone(), safety_channel),
+        ConfigMapStore::new(kube.clone(), &args.namespace),
+        clock.clone(),
+    );
+    let resumed = driver
+        .resume()
+        .await
+        .map_err(anyhow::Error::msg)
+        .context("reloading stored operations")?;
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<RebalancerServiceServer<
+            RebalancerServiceImpl<VpsieCloud, KubeCluster, SafetyCheck, ConfigMapStore>,
+        >>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(vpsie_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("reflection v1")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(vpsie_proto::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("reflection v1alpha")?;
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, resumed, namespace = %args.namespace, "rebalancer-service serving");
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(RebalancerServiceServer::new(RebalancerServiceImpl::new(
+            driver, clock,
+        )))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown_signal(),
+        )
+        .await
+        .context("serving gRPC")?;
+    Ok(())
+}
