@@ -280,6 +280,28 @@ impl Cluster for KubeCluster {
         }
     }
 
+    async fn annotate(
+        &self,
+        node: &str,
+        annotations: &[(&str, Option<&str>)],
+    ) -> Result<(), String> {
+        let map: serde_json::Map<String, serde_json::Value> = annotations
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    v.map_or(serde_json::Value::Null, |v| json!(v)),
+                )
+            })
+            .collect();
+        let patch = json!({"metadata": {"annotations": map}});
+        self.nodes()
+            .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("annotating node {node}: {}", describe(&e)))
+    }
+
     async fn delete_node(&self, node: &str) -> Result<(), String> {
         match self.nodes().delete(node, &DeleteParams::default()).await {
             Ok(_) => Ok(()),

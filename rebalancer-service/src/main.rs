@@ -98,9 +98,13 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_tracing(&args.log_format);
 
-    let kube = kube::Client::try_default()
+    let mut kube_config = kube::Config::infer()
         .await
-        .context("connecting to the Kubernetes API (KUBECONFIG or in-cluster)")?;
+        .context("finding the Kubernetes API (KUBECONFIG or in-cluster)")?;
+    // A PDB-blocked eviction answers 429: we retry it ourselves every evictionRetrySeconds, so
+    // the client must not hide it behind its own retries.
+    kube_config.default_retry = false;
+    let kube = kube::Client::try_from(kube_config).context("building the Kubernetes client")?;
     let credentials = Credentials::load(args.vpsie_credentials.as_deref())
         .context("loading VPSie credentials")?;
     let mut config = VpsieConfig::new(args.vpsie_cluster.clone(), credentials);

@@ -10,7 +10,7 @@
 //! one global resourceVersion counter; watches stream the changes after a resourceVersion, so
 //! kube-runtime's watcher and reflector work against it.
 //!
-//! Deliberate simplifications (see the module docs of `store` for details):
+//! Deliberate simplifications:
 //! - no admission, validation, defaulting, RBAC, managedFields or server-side apply field
 //!   ownership; strategic merge patch and apply are JSON merge patches; apply bodies must be JSON;
 //! - `limit`/`continue` are ignored (lists are always complete) and `resourceVersion` on list/get
@@ -21,6 +21,15 @@
 //!   with [`KubeFake::apply`] or call [`KubeFake::set_pdb_disruptions_allowed`]); an eviction
 //!   decrements it; a PDB created through the API starts with `disruptionsAllowed: 0`;
 //! - core/v1 and events.k8s.io/v1 Events are stored apart (the real server converts between them).
+//!
+//! Kubernetes semantics kept: 409 AlreadyExists/Conflict `Status` objects with the API server's
+//! messages, resourceVersion and uid preconditions on PUT/PATCH/DELETE, no-op writes commit
+//! nothing, writes to the main resource keep `.status` (nodes, pods, PDBs, namespaces, apps) and
+//! `.../status` writes change only it, create strategies reset status (a Pod starts `Pending`),
+//! creating in a missing namespace is a 404, and selector watches turn relabels into ADDED/DELETED.
+//!
+//! Note for service code: kube-rs by default retries 429/503/504 inside the client (see
+//! [`KubeFake::config`]); [`KubeFake::client`] turns that off.
 
 mod patch;
 mod resources;

@@ -873,15 +873,32 @@ async fn streaming_list_watcher_resumes_after_server_side_timeouts() {
             ev.expect("watcher event");
         }
     });
-    tokio::time::timeout(Duration::from_secs(5), nodes.wait_until_ready()).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), nodes.wait_until_ready())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(nodes.state().len(), 1);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     fake.apply(node("n2", "general"));
-    eventually("n2 in the store after a re-watch", || nodes.state().len() == 2).await;
-    let watches: Vec<_> = fake.requests().into_iter().filter(|r| r.is_watch()).collect();
+    eventually("n2 in the store after a re-watch", || {
+        nodes.state().len() == 2
+    })
+    .await;
+    let watches: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_watch())
+        .collect();
     assert!(watches.len() >= 2, "{watches:#?}");
-    assert_eq!(watches[0].query_param("sendInitialEvents").as_deref(), Some("true"));
-    assert!(watches[1..].iter().all(|r| r.query_param("resourceVersion").as_deref() != Some("0")));
+    assert_eq!(
+        watches[0].query_param("sendInitialEvents").as_deref(),
+        Some("true")
+    );
+    assert!(
+        watches[1..]
+            .iter()
+            .all(|r| r.query_param("resourceVersion").as_deref() != Some("0"))
+    );
     task.abort();
 }
 
@@ -895,6 +912,10 @@ async fn a_default_configured_kube_client_retries_429_by_itself() {
     let pods: Api<Pod> = Api::default_namespaced(kube::Client::try_from(config).unwrap());
     // The client's retry layer absorbs both refusals: the caller only sees the success.
     pods.evict("web-1", &EvictParams::default()).await.unwrap();
-    let evictions = fake.writes().into_iter().filter(|r| r.path.ends_with("/eviction")).count();
+    let evictions = fake
+        .writes()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/eviction"))
+        .count();
     assert_eq!(evictions, 3);
 }

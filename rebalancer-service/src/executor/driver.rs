@@ -60,7 +60,18 @@ pub trait Cluster: Send + Sync + 'static {
         spec: super::DrainSpec,
     ) -> impl Future<Output = Result<(), String>> + Send;
     fn delete_node(&self, node: &str) -> impl Future<Output = Result<(), String>> + Send;
+    /// Records the operation's progress on the old Node (annotations; `None` removes one). The
+    /// operation store stays the source of truth: a failure here is only logged.
+    fn annotate(
+        &self,
+        node: &str,
+        annotations: &[(&str, Option<&str>)],
+    ) -> impl Future<Output = Result<(), String>> + Send;
 }
+
+pub const OPERATION_ANNOTATION: &str = "autoscaler.vpsie.com/operation";
+pub const PHASE_ANNOTATION: &str = "autoscaler.vpsie.com/operation-phase";
+pub const REPLACEMENT_ANNOTATION: &str = "autoscaler.vpsie.com/replacement-vps";
 
 /// The safety re-check right before a drain.
 pub trait Safety: Send + Sync + 'static {
@@ -355,17 +366,52 @@ impl<C: Cloud, K: Cluster, S: Safety, St: Store> Driver<C, K, S, St> {
                 return;
             };
             self.persist(running, &record).await;
+            if step == (Step::Provision { recover: false }) {
+                self.annotate(&candidate.node_name, &record.id, "provisioning", None)
+                    .await;
+            }
             let outcome = self.perform(step, &candidate, &plan).await;
             tracing::info!(node = %candidate.node_name, step = step.name(), outcome = ?outcome, "step finished");
-            let record = {
+            let (record, after) = {
                 let mut record = lock(&running.record);
                 let now = (self.clock)();
                 let plan = record.plan.clone();
                 machine::apply(&plan, &mut record.candidates[i], step, outcome, &now);
                 record.settle(&now);
-                record.clone()
+                let after = record.candidates[i].clone();
+                (record.clone(), after)
             };
             self.persist(running, &record).await;
+            if after.phase == Phase::Skipped {
+                tracing::info!(
+                    node = %after.node_name,
+                    group = %plan.node_group,
+                    offering = %after.current_offering,
+                    "skipping node: already in the target group with the target offering"
+                );
+            }
+            if matches!(step, Step::Provision { .. }) && after.phase == Phase::WaitingForNode {
+                self.annotate(
+                    &after.node_name,
+                    &record.id,
+                    "waiting_for_node",
+                    Some(&after.replacement_vps_id),
+                )
+                .await;
+            }
+        }
+    }
+
+    async fn annotate(&self, node: &str, operation: &str, phase: &str, replacement: Option<&str>) {
+        let mut annotations = vec![
+            (OPERATION_ANNOTATION, Some(operation)),
+            (PHASE_ANNOTATION, Some(phase)),
+        ];
+        if let Some(vps) = replacement {
+            annotations.push((REPLACEMENT_ANNOTATION, Some(vps)));
+        }
+        if let Err(error) = self.cluster.annotate(node, &annotations).await {
+            tracing::warn!(node, %error, "cannot record progress on the node");
         }
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use vpsie_proto::rebalancer::v1 as pb;
 
+use super::driver::PHASE_ANNOTATION;
 use super::*;
 
 #[derive(Default)]
@@ -103,6 +104,19 @@ impl Cluster for Fake {
     }
     async fn delete_node(&self, node: &str) -> Result<(), String> {
         self.log(format!("delete-node {node}"));
+        Ok(())
+    }
+    async fn annotate(
+        &self,
+        node: &str,
+        annotations: &[(&str, Option<&str>)],
+    ) -> Result<(), String> {
+        let phase = annotations
+            .iter()
+            .find(|(k, _)| *k == PHASE_ANNOTATION)
+            .and_then(|(_, v)| *v)
+            .unwrap_or("-");
+        self.log(format!("annotate {node} {phase}"));
         Ok(())
     }
 }
@@ -320,7 +334,11 @@ async fn the_guard_skips_without_any_write() {
         (done.done_count, done.skipped_count, done.failed_count),
         (0, 1, 0)
     );
-    assert_eq!(fake.calls(), vec!["lookup a".to_string()]);
+    assert_eq!(
+        fake.calls(),
+        vec!["lookup a".to_string()],
+        "no write for a skipped node"
+    );
 }
 
 #[tokio::test]
