@@ -11,12 +11,14 @@
 //! `cargo bench -p safety-service --bench engine` takes a few minutes; add a filter such as
 //! `-- medium/` to run part of it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main};
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main,
+};
 use safety_service::engine::{self, Deadline, Index};
 use safety_service::synthetic::{self, ClusterShape};
 use vpsie_proto::safety::v1 as pb;
@@ -37,7 +39,7 @@ fn large(c: &mut Criterion) {
         .sample_size(10)
         .sampling_mode(SamplingMode::Flat)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(8));
+        .measurement_time(Duration::from_secs(10));
     bench_cluster(&mut group, "large", &ClusterShape::large());
     group.finish();
 }
@@ -95,7 +97,10 @@ fn bench_cluster(group: &mut BenchmarkGroup<'_, WallTime>, label: &str, shape: &
     }
 
     // (d) where could one more pod go?
-    let snapshot = request.snapshot.take().expect("the snapshot is still there");
+    let snapshot = request
+        .snapshot
+        .take()
+        .expect("the snapshot is still there");
     let replica = new_replica(&snapshot);
     let mut unschedulable = replica.clone();
     for container in &mut unschedulable.spec.as_mut().unwrap().containers {
@@ -148,7 +153,12 @@ fn nodes_by_load(snapshot: &pb::ClusterSnapshot) -> Vec<(usize, &str)> {
         .iter()
         .filter(|n| !n.spec.as_ref().is_some_and(|s| s.unschedulable))
         .filter_map(|n| n.metadata.as_ref())
-        .map(|m| (counts.get(m.name.as_str()).copied().unwrap_or(0), m.name.as_str()))
+        .map(|m| {
+            (
+                counts.get(m.name.as_str()).copied().unwrap_or(0),
+                m.name.as_str(),
+            )
+        })
         .collect();
     nodes.sort_unstable();
     nodes
@@ -157,8 +167,14 @@ fn nodes_by_load(snapshot: &pb::ClusterSnapshot) -> Vec<(usize, &str)> {
 fn fallback_targets(snapshot: &pb::ClusterSnapshot) -> Vec<(&'static str, String)> {
     let nodes = nodes_by_load(snapshot);
     vec![
-        ("quiet", nodes.first().map(|n| n.1.to_owned()).unwrap_or_default()),
-        ("busy", nodes.last().map(|n| n.1.to_owned()).unwrap_or_default()),
+        (
+            "quiet",
+            nodes.first().map(|n| n.1.to_owned()).unwrap_or_default(),
+        ),
+        (
+            "busy",
+            nodes.last().map(|n| n.1.to_owned()).unwrap_or_default(),
+        ),
     ]
 }
 
@@ -174,20 +190,34 @@ fn pick_targets(
     let Some(&(_, busy)) = nodes.last() else {
         return fallback_targets(snapshot);
     };
-    // Not the emptiest nodes: a node with a handful of pods to move says more.
-    let quiet = nodes
+    // A general-purpose node from the lighter quarter (the least loaded nodes are the tainted
+    // database and GPU ones, whose pods have few other homes).
+    let tainted: HashSet<&str> = snapshot
+        .nodes
         .iter()
-        .filter(|(pods, _)| *pods >= 3)
-        .take(30)
+        .filter(|n| n.spec.as_ref().is_some_and(|s| !s.taints.is_empty()))
+        .filter_map(|n| n.metadata.as_ref().map(|m| m.name.as_str()))
+        .collect();
+    let untainted: Vec<&(usize, &str)> = nodes
+        .iter()
+        .filter(|(_, name)| !tainted.contains(name))
+        .collect();
+    let quiet = untainted
+        .iter()
+        .skip(untainted.len() / 4)
+        .take(100)
         .find(|(_, name)| {
             engine::can_remove_node_indexed(index, name, options, Deadline::NONE)
                 .is_ok_and(|r| r.removable)
         })
-        .or(nodes.first())
+        .or(untainted.first())
         .map_or(busy, |n| n.1);
     let targets = vec![("quiet", quiet.to_owned()), ("busy", busy.to_owned())];
     for (kind, node) in &targets {
-        let pods = movable_pods_per_node(snapshot).get(node.as_str()).copied().unwrap_or(0);
+        let pods = movable_pods_per_node(snapshot)
+            .get(node.as_str())
+            .copied()
+            .unwrap_or(0);
         match engine::can_remove_node_indexed(index, node, options, Deadline::NONE) {
             Ok(r) => eprintln!(
                 "{label}: {kind} node {node}: {pods} pods to move, removable={} ({:?}), {} placements, {} blocking",

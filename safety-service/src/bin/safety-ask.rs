@@ -13,7 +13,11 @@ use vpsie_proto::safety::v1::{self as pb, safety_service_client::SafetyServiceCl
 #[command(name = "safety-ask", version)]
 struct Args {
     /// The safety-service to ask.
-    #[arg(long, env = "SAFETY_ENDPOINT", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "SAFETY_ENDPOINT",
+        default_value = "http://127.0.0.1:50051"
+    )]
     endpoint: String,
 
     /// A `kubectl get nodes,pods,pdb,namespaces -A -o json` dump.
@@ -51,7 +55,9 @@ async fn connect(args: &Args) -> anyhow::Result<SafetyServiceClient<tonic::trans
             Err(error) if std::time::Instant::now() < deadline => {
                 tracing_free_wait(&error).await;
             }
-            Err(error) => return Err(error).with_context(|| format!("connecting to {}", args.endpoint)),
+            Err(error) => {
+                return Err(error).with_context(|| format!("connecting to {}", args.endpoint));
+            }
         }
     }
 }
@@ -71,8 +77,16 @@ fn reason_name(reason: i32) -> &'static str {
 }
 
 fn print_answers(answers: &[pb::CanRemoveNodeResponse], explain: bool) {
-    let width = answers.iter().map(|a| a.node_name.len()).max().unwrap_or(4).max(4);
-    println!("{:<width$}  {:<9}  {:>5}  MESSAGE", "NODE", "DECISION", "MOVES");
+    let width = answers
+        .iter()
+        .map(|a| a.node_name.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!(
+        "{:<width$}  {:<9}  {:>5}  MESSAGE",
+        "NODE", "DECISION", "MOVES"
+    );
     for answer in answers {
         println!(
             "{:<width$}  {:<9}  {:>5}  {}",
@@ -86,15 +100,28 @@ fn print_answers(answers: &[pb::CanRemoveNodeResponse], explain: bool) {
         println!("\n{}:", answer.node_name);
         for pod in &answer.blocking_pods {
             let reason = pb::BlockingReason::try_from(pod.reason)
-                .map(|r| r.as_str_name().trim_start_matches("BLOCKING_REASON_").to_string())
+                .map(|r| {
+                    r.as_str_name()
+                        .trim_start_matches("BLOCKING_REASON_")
+                        .to_string()
+                })
                 .unwrap_or_default();
-            println!("  {}/{} [{reason}] {}", pod.namespace, pod.name, pod.message);
+            println!(
+                "  {}/{} [{reason}] {}",
+                pod.namespace, pod.name, pod.message
+            );
             for summary in &pod.rejection_summary {
-                println!("      {} node(s): {} ({})", summary.node_count, summary.reason, summary.plugin);
+                println!(
+                    "      {} node(s): {} ({})",
+                    summary.node_count, summary.reason, summary.plugin
+                );
             }
             if explain {
                 for rejection in &pod.rejections {
-                    println!("      {:<width$}  {}: {}", rejection.node_name, rejection.plugin, rejection.reason);
+                    println!(
+                        "      {:<width$}  {}: {}",
+                        rejection.node_name, rejection.plugin, rejection.reason
+                    );
                 }
             }
         }
@@ -138,7 +165,10 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("CanRemoveNodes")?
             .into_inner();
-        println!("removable together: {}\n", response.removable_nodes.join(", "));
+        println!(
+            "removable together: {}\n",
+            response.removable_nodes.join(", ")
+        );
         response.results
     } else {
         let mut answers = Vec::with_capacity(nodes.len());

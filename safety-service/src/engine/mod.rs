@@ -44,7 +44,9 @@ impl Deadline {
     }
 }
 
-fn snapshot_of(snapshot: Option<&pb::ClusterSnapshot>) -> Result<&pb::ClusterSnapshot, EngineError> {
+fn snapshot_of(
+    snapshot: Option<&pb::ClusterSnapshot>,
+) -> Result<&pb::ClusterSnapshot, EngineError> {
     snapshot.ok_or_else(|| EngineError::invalid("snapshot", "a cluster snapshot is required"))
 }
 

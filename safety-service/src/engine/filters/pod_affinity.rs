@@ -236,8 +236,7 @@ pub fn check(
             }
         }
         // The first pod of a group with affinity to itself may go anywhere its keys exist.
-        if !(pods_exist || prefilter.affinity_counts.is_empty() && prefilter.matches_own_affinity)
-        {
+        if !(pods_exist || prefilter.affinity_counts.is_empty() && prefilter.matches_own_affinity) {
             return Some(REASON_AFFINITY);
         }
     }
