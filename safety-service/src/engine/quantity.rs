@@ -39,9 +39,8 @@ impl Quantity {
         }
         let parts = split(text)?;
         let (exp10, exp2) = interpret_suffix(parts.suffix).ok_or(QuantityError::Suffix)?;
-        let digits = format!("{}{}", parts.whole, parts.fraction);
         let scale = i64::from(exp10) - parts.fraction.len() as i64 + 9;
-        let magnitude = to_nanos(&digits, scale, exp2);
+        let magnitude = to_nanos(parts.whole, parts.fraction, scale, exp2);
         Ok(Quantity {
             nanos: if parts.negative {
                 -magnitude
@@ -199,29 +198,36 @@ fn interpret_suffix(suffix: &str) -> Option<(i32, u32)> {
     Some((exponent as i32, 0))
 }
 
-/// |digits × 10^scale × 2^exp2| in nanos, rounded up, capped at [`MAX_NANOS`].
-fn to_nanos(digits: &str, scale: i64, exp2: u32) -> i128 {
-    let digits = digits.trim_start_matches('0');
-    if digits.is_empty() {
+/// |(whole ++ fraction) × 10^scale × 2^exp2| in nanos, rounded up, capped at [`MAX_NANOS`].
+fn to_nanos(whole: &str, fraction: &str, scale: i64, exp2: u32) -> i128 {
+    // `whole` has no leading zeros; when it is empty the fraction's leading zeros go too.
+    let (whole, fraction) = if whole.is_empty() {
+        ("", fraction.trim_start_matches('0'))
+    } else {
+        (whole, fraction)
+    };
+    let length = whole.len() + fraction.len();
+    if length == 0 {
         return 0;
     }
-    let magnitude = digits.len() as i64 + scale;
+    let magnitude = length as i64 + scale;
     if magnitude > 29 {
         return MAX_NANOS; // at least 10^29 nanos: past the cap
     }
     if magnitude + 19 < 0 {
         return 1; // below one nano even after 2^60: rounds up to the smallest amount
     }
-    if digits.len() <= 19
-        && let Some(value) = small_to_nanos(digits, scale, exp2)
+    if length <= 19
+        && let Some(value) = small_to_nanos(whole, fraction, scale, exp2)
     {
         return value;
     }
+    let digits = format!("{whole}{fraction}");
     // Keep enough significant digits; whatever is dropped only decides the rounding.
     let (kept, dropped) = if digits.len() > KEPT_DIGITS {
         digits.split_at(KEPT_DIGITS)
     } else {
-        (digits, "")
+        (digits.as_str(), "")
     };
     let sticky = dropped.bytes().any(|b| b != b'0');
     let scale = scale + dropped.len() as i64;
@@ -255,8 +261,12 @@ fn to_nanos(digits: &str, scale: i64, exp2: u32) -> i128 {
 }
 
 /// The common case without big integers: at most 19 digits (so `digits << 60` fits in u128).
-fn small_to_nanos(digits: &str, scale: i64, exp2: u32) -> Option<i128> {
-    let mantissa: u128 = digits.parse::<u128>().ok()? << exp2;
+fn small_to_nanos(whole: &str, fraction: &str, scale: i64, exp2: u32) -> Option<i128> {
+    let mut digits: u128 = 0;
+    for byte in whole.bytes().chain(fraction.bytes()) {
+        digits = digits * 10 + u128::from(byte - b'0');
+    }
+    let mantissa = digits << exp2;
     let value = if scale >= 0 {
         mantissa.checked_mul(10u128.checked_pow(scale as u32)?)?
     } else {

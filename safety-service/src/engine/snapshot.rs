@@ -107,9 +107,12 @@ pub struct Index<'a> {
     pub namespace_labels: FxHashMap<Sym, Labels>,
     pub pdbs: Vec<PdbInfo<'a>>,
     pdbs_by_namespace: FxHashMap<Sym, Vec<u32>>,
-    pods_by_label: FxHashMap<(Sym, Sym), Vec<PodId>>,
-    /// Pods with required anti-affinity terms (they can reject newcomers).
-    pub anti_affinity_pods: Vec<PodId>,
+    pods_by_namespace: FxHashMap<Sym, Vec<PodId>>,
+    /// Required anti-affinity terms of every pod (they can reject newcomers), as (pod, term),
+    /// filed under their most selective `In` label so a newcomer only meets the terms that can
+    /// match it; terms without such a label are in `unanchored_anti_affinity`.
+    anti_affinity_by_label: FxHashMap<(Sym, Sym), Vec<(PodId, u32)>>,
+    unanchored_anti_affinity: Vec<(PodId, u32)>,
     /// Finished pods per bound node (they are listed as skipped, and occupy nothing).
     pub finished_on: Vec<Vec<PodId>>,
     pub hostname_key: Option<Sym>,
@@ -236,15 +239,30 @@ impl<'a> Index<'a> {
             });
         }
 
-        let mut pods_by_label: FxHashMap<(Sym, Sym), Vec<PodId>> = FxHashMap::default();
-        let mut anti_affinity_pods = Vec::new();
+        let mut pods_by_namespace: FxHashMap<Sym, Vec<PodId>> = FxHashMap::default();
+        let mut anti_affinity_by_label: FxHashMap<(Sym, Sym), Vec<(PodId, u32)>> =
+            FxHashMap::default();
+        let mut unanchored_anti_affinity = Vec::new();
         let mut finished_on = vec![Vec::new(); nodes.len()];
         for (id, pod) in pods.iter().enumerate() {
-            for pair in pod.labels.iter() {
-                pods_by_label.entry(pair).or_default().push(id as PodId);
-            }
-            if !pod.anti_affinity.is_empty() {
-                anti_affinity_pods.push(id as PodId);
+            pods_by_namespace
+                .entry(pod.ns)
+                .or_default()
+                .push(id as PodId);
+            for (t, term) in pod.anti_affinity.iter().enumerate() {
+                let entry = (id as PodId, t as u32);
+                match term.selector.anchor() {
+                    Some((key, values)) => {
+                        for &value in values {
+                            anti_affinity_by_label
+                                .entry((key, value))
+                                .or_default()
+                                .push(entry);
+                        }
+                    }
+                    None if term.selector == Selector::Nothing => {}
+                    None => unanchored_anti_affinity.push(entry),
+                }
             }
             if let (true, Some(node)) = (pod.finished, pod.bound_to) {
                 finished_on[node as usize].push(id as PodId);
@@ -262,8 +280,9 @@ impl<'a> Index<'a> {
             namespace_labels,
             pdbs,
             pdbs_by_namespace,
-            pods_by_label,
-            anti_affinity_pods,
+            pods_by_namespace,
+            anti_affinity_by_label,
+            unanchored_anti_affinity,
             finished_on,
             hostname_key,
         })
@@ -297,24 +316,24 @@ impl<'a> Index<'a> {
             })
     }
 
-    /// Pods that may match `selector`: those carrying its most selective `In` label, or every pod
-    /// when it has none. Callers still check the selector itself.
-    pub fn candidates<'s>(
+    /// The (pod, term) anti-affinity terms that may match a pod with these labels.
+    pub fn anti_affinity_terms_for<'s>(
         &'s self,
-        selector: &'s Selector,
-    ) -> Box<dyn Iterator<Item = PodId> + 's> {
-        match selector {
-            Selector::Nothing => Box::new(std::iter::empty()),
-            _ => match selector.anchor() {
-                Some((key, values)) => Box::new(
-                    values
-                        .iter()
-                        .filter_map(move |&v| self.pods_by_label.get(&(key, v)))
-                        .flat_map(|ids| ids.iter().copied()),
-                ),
-                None => Box::new(0..self.pods.len() as PodId),
-            },
-        }
+        labels: &'s Labels,
+    ) -> impl Iterator<Item = (PodId, u32)> + 's {
+        labels
+            .iter()
+            .filter_map(|pair| self.anti_affinity_by_label.get(&pair))
+            .flat_map(|entries| entries.iter().copied())
+            .chain(self.unanchored_anti_affinity.iter().copied())
+    }
+
+    /// The pods of these namespaces (the only ones a namespaced selector can match).
+    pub fn pods_in<'s>(&'s self, namespaces: &'s [Sym]) -> impl Iterator<Item = PodId> + 's {
+        namespaces
+            .iter()
+            .filter_map(|ns| self.pods_by_namespace.get(ns))
+            .flat_map(|ids| ids.iter().copied())
     }
 }
 

@@ -67,6 +67,18 @@ impl AffinityTerm {
         Ok((affinity_terms, anti_terms))
     }
 
+    /// The pods this term may match: those of its namespaces, or every pod when a namespace
+    /// selector widens it.
+    pub fn candidates<'i>(&'i self, index: &'i Index<'_>) -> Box<dyn Iterator<Item = PodId> + 'i> {
+        if self.selector == Selector::Nothing {
+            Box::new(std::iter::empty())
+        } else if self.namespace_selector == Selector::Nothing {
+            Box::new(index.pods_in(&self.namespaces))
+        } else {
+            Box::new(0..index.pods.len() as PodId)
+        }
+    }
+
     fn namespace_matches(&self, namespace: Sym, index: &Index<'_>, incoming: bool) -> bool {
         if self.namespaces.binary_search(&namespace).is_ok() {
             return true;
@@ -155,28 +167,26 @@ pub fn prefilter(index: &Index<'_>, state: &ClusterState<'_>, pod_id: PodId) -> 
     let pod = index.pod(pod_id);
     let mut result = PreFilterState::default();
 
-    for &other_id in &index.anti_affinity_pods {
+    for (other_id, term) in index.anti_affinity_terms_for(&pod.labels) {
         if other_id == pod_id {
             continue;
         }
         let Some(node) = state.pod_node[other_id as usize] else {
             continue;
         };
-        let labels = &index.node(node).labels;
-        for term in &index.pod(other_id).anti_affinity {
-            if term.matches(pod, index, false) {
-                bump(
-                    &mut result.existing_anti_affinity_counts,
-                    labels,
-                    term.topology_key,
-                );
-            }
+        let term = &index.pod(other_id).anti_affinity[term as usize];
+        if term.matches(pod, index, false) {
+            bump(
+                &mut result.existing_anti_affinity_counts,
+                &index.node(node).labels,
+                term.topology_key,
+            );
         }
     }
 
     if let Some(first) = pod.affinity.first() {
         result.matches_own_affinity = pod.affinity.iter().all(|t| t.matches(pod, index, true));
-        for other_id in index.candidates(&first.selector) {
+        for other_id in first.candidates(index) {
             if other_id == pod_id {
                 continue;
             }
@@ -194,7 +204,7 @@ pub fn prefilter(index: &Index<'_>, state: &ClusterState<'_>, pod_id: PodId) -> 
     }
 
     for term in &pod.anti_affinity {
-        for other_id in index.candidates(&term.selector) {
+        for other_id in term.candidates(index) {
             if other_id == pod_id {
                 continue;
             }

@@ -85,48 +85,59 @@ impl<'a> Allocatable<'a> {
         list: &'a HashMap<String, String>,
         path: &dyn Fn() -> String,
     ) -> Result<Self, EngineError> {
-        let mut allocatable = Allocatable::default();
-        let exact = parse_list(list, path)?;
-        for (name, quantity) in exact.entries {
-            match name {
-                CPU => allocatable.resources.milli_cpu = quantity.milli_value(),
-                MEMORY => allocatable.resources.memory = quantity.value(),
-                EPHEMERAL_STORAGE => allocatable.resources.ephemeral_storage = quantity.value(),
-                PODS => allocatable.pods = quantity.value(),
-                other if is_scalar(other) => {
-                    allocatable.resources.scalar.push((other, quantity.value()))
-                }
-                _ => {}
-            }
+        let mut pods = 0;
+        if let Some(text) = list.get(PODS) {
+            pods = Quantity::parse(text)
+                .map_err(|e| {
+                    EngineError::invalid(
+                        format!("{}[{PODS:?}]", path()),
+                        format!("invalid quantity {text:?}: {e}"),
+                    )
+                })?
+                .value();
         }
-        allocatable.resources.scalar.sort_unstable();
-        Ok(allocatable)
+        Ok(Allocatable {
+            resources: parse_list(list, path)?.to_resources(),
+            pods,
+        })
     }
 }
 
-/// A resource list with exact (nano) amounts, for the arithmetic of pod requests.
+/// A resource list with exact (nano) amounts, for the arithmetic of pod requests. The usual
+/// resources have their own fields, so a pod without extended resources allocates nothing.
 #[derive(Debug, Clone, Default)]
 struct ExactList<'a> {
-    /// Sorted by name.
-    entries: Vec<(&'a str, Quantity)>,
+    cpu: Option<i128>,
+    memory: Option<i128>,
+    ephemeral_storage: Option<i128>,
+    /// Scalar resources, sorted by name.
+    scalar: Vec<(&'a str, i128)>,
+}
+
+fn merge(a: Option<i128>, b: Option<i128>, f: fn(i128, i128) -> i128) -> Option<i128> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(f(x, y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
 }
 
 impl<'a> ExactList<'a> {
-    fn get(&self, name: &str) -> Option<Quantity> {
-        self.entries
-            .binary_search_by_key(&name, |&(n, _)| n)
-            .ok()
-            .map(|i| self.entries[i].1)
+    fn is_empty(&self) -> bool {
+        self.cpu.is_none()
+            && self.memory.is_none()
+            && self.ephemeral_storage.is_none()
+            && self.scalar.is_empty()
     }
 
-    fn combine(&mut self, other: &ExactList<'a>, merge: impl Fn(i128, i128) -> i128) {
-        for &(name, quantity) in &other.entries {
-            match self.entries.binary_search_by_key(&name, |&(n, _)| n) {
-                Ok(i) => {
-                    let merged = merge(self.entries[i].1.nanos(), quantity.nanos());
-                    self.entries[i].1 = Quantity::from_nanos(merged);
-                }
-                Err(i) => self.entries.insert(i, (name, quantity)),
+    fn combine(&mut self, other: &ExactList<'a>, f: fn(i128, i128) -> i128) {
+        self.cpu = merge(self.cpu, other.cpu, f);
+        self.memory = merge(self.memory, other.memory, f);
+        self.ephemeral_storage = merge(self.ephemeral_storage, other.ephemeral_storage, f);
+        for &(name, amount) in &other.scalar {
+            match self.scalar.binary_search_by_key(&name, |&(n, _)| n) {
+                Ok(i) => self.scalar[i].1 = f(self.scalar[i].1, amount),
+                Err(i) => self.scalar.insert(i, (name, amount)),
             }
         }
     }
@@ -139,10 +150,31 @@ impl<'a> ExactList<'a> {
         self.combine(other, i128::max);
     }
 
-    fn set(&mut self, name: &'a str, quantity: Quantity) {
-        match self.entries.binary_search_by_key(&name, |&(n, _)| n) {
-            Ok(i) => self.entries[i].1 = quantity,
-            Err(i) => self.entries.insert(i, (name, quantity)),
+    /// Sets every resource `other` has that `self` lacks.
+    fn fill_missing(&mut self, other: &ExactList<'a>) {
+        self.cpu = self.cpu.or(other.cpu);
+        self.memory = self.memory.or(other.memory);
+        self.ephemeral_storage = self.ephemeral_storage.or(other.ephemeral_storage);
+        for &(name, amount) in &other.scalar {
+            if let Err(i) = self.scalar.binary_search_by_key(&name, |&(n, _)| n) {
+                self.scalar.insert(i, (name, amount));
+            }
+        }
+    }
+
+    fn to_resources(&self) -> Resources<'a> {
+        let value = |nanos: Option<i128>| nanos.map_or(0, |n| Quantity::from_nanos(n).value());
+        Resources {
+            milli_cpu: self
+                .cpu
+                .map_or(0, |n| Quantity::from_nanos(n).milli_value()),
+            memory: value(self.memory),
+            ephemeral_storage: value(self.ephemeral_storage),
+            scalar: self
+                .scalar
+                .iter()
+                .map(|&(name, n)| (name, Quantity::from_nanos(n).value()))
+                .collect(),
         }
     }
 }
@@ -151,7 +183,7 @@ fn parse_list<'a>(
     list: &'a HashMap<String, String>,
     path: &dyn Fn() -> String,
 ) -> Result<ExactList<'a>, EngineError> {
-    let mut entries = Vec::with_capacity(list.len());
+    let mut exact = ExactList::default();
     for (name, text) in list {
         let quantity = Quantity::parse(text).map_err(|e| {
             EngineError::invalid(
@@ -159,10 +191,17 @@ fn parse_list<'a>(
                 format!("invalid quantity {text:?}: {e}"),
             )
         })?;
-        entries.push((name.as_str(), quantity));
+        let nanos = Some(quantity.nanos());
+        match name.as_str() {
+            CPU => exact.cpu = nanos,
+            MEMORY => exact.memory = nanos,
+            EPHEMERAL_STORAGE => exact.ephemeral_storage = nanos,
+            other if is_scalar(other) => exact.scalar.push((other, quantity.nanos())),
+            _ => {}
+        }
     }
-    entries.sort_unstable_by_key(|&(n, _)| n);
-    Ok(ExactList { entries })
+    exact.scalar.sort_unstable_by_key(|&(n, _)| n);
+    Ok(exact)
 }
 
 /// Requests of one container (or the pod-level block), with the API server's defaulting:
@@ -175,11 +214,9 @@ fn requests_of<'a>(
         return Ok(ExactList::default());
     };
     let mut requests = parse_list(&resources.requests, &|| format!("{}.requests", path()))?;
-    let limits = parse_list(&resources.limits, &|| format!("{}.limits", path()))?;
-    for (name, limit) in limits.entries {
-        if requests.get(name).is_none() {
-            requests.set(name, limit);
-        }
+    if !resources.limits.is_empty() {
+        let limits = parse_list(&resources.limits, &|| format!("{}.limits", path()))?;
+        requests.fill_missing(&limits);
     }
     Ok(requests)
 }
@@ -197,44 +234,36 @@ pub fn pod_requests<'a>(
             format!("{}.containers[{i}].resources", path())
         })?);
     }
-    let mut sidecars = ExactList::default();
-    let mut init_peak = ExactList::default();
-    for (i, container) in spec.init_containers.iter().enumerate() {
-        let requests = requests_of(container.resources.as_ref(), &|| {
-            format!("{}.initContainers[{i}].resources", path())
-        })?;
-        if container.restart_policy == "Always" {
-            total.add(&requests);
-            sidecars.add(&requests);
-            init_peak.max(&sidecars);
-        } else {
-            let mut while_running = requests;
-            while_running.add(&sidecars);
-            init_peak.max(&while_running);
+    if !spec.init_containers.is_empty() {
+        let mut sidecars = ExactList::default();
+        let mut init_peak = ExactList::default();
+        for (i, container) in spec.init_containers.iter().enumerate() {
+            let requests = requests_of(container.resources.as_ref(), &|| {
+                format!("{}.initContainers[{i}].resources", path())
+            })?;
+            if container.restart_policy == "Always" {
+                total.add(&requests);
+                sidecars.add(&requests);
+                init_peak.max(&sidecars);
+            } else {
+                let mut while_running = requests;
+                while_running.add(&sidecars);
+                init_peak.max(&while_running);
+            }
         }
+        total.max(&init_peak);
     }
-    total.max(&init_peak);
     let pod_level = requests_of(spec.resources.as_ref(), &|| format!("{}.resources", path()))?;
-    for name in [CPU, MEMORY] {
-        if let Some(quantity) = pod_level.get(name) {
-            total.set(name, quantity);
-        }
+    if !pod_level.is_empty() {
+        total.cpu = pod_level.cpu.or(total.cpu);
+        total.memory = pod_level.memory.or(total.memory);
     }
-    total.add(&parse_list(&spec.overhead, &|| {
-        format!("{}.overhead", path())
-    })?);
-
-    let mut resources = Resources::default();
-    for (name, quantity) in total.entries {
-        match name {
-            CPU => resources.milli_cpu = quantity.milli_value(),
-            MEMORY => resources.memory = quantity.value(),
-            EPHEMERAL_STORAGE => resources.ephemeral_storage = quantity.value(),
-            other if is_scalar(other) => resources.scalar.push((other, quantity.value())),
-            _ => {}
-        }
+    if !spec.overhead.is_empty() {
+        total.add(&parse_list(&spec.overhead, &|| {
+            format!("{}.overhead", path())
+        })?);
     }
-    Ok(resources)
+    Ok(total.to_resources())
 }
 
 /// The NodeResourcesFit filter: `None` when the pod fits, otherwise the reasons joined.

@@ -131,7 +131,7 @@ pub fn prefilter(index: &Index<'_>, state: &ClusterState<'_>, pod_id: PodId) -> 
         if constraint.selector.is_everything() {
             continue;
         }
-        for other_id in index.candidates(&constraint.selector) {
+        for other_id in index.pods_in(std::slice::from_ref(&pod.ns)) {
             if other_id == pod_id {
                 continue;
             }
