@@ -9,7 +9,7 @@
 //! - a missing string, list, map or bool becomes the proto3 default, which is what the JSON
 //!   mapping gives for a missing field.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::policy::v1 as policy;
@@ -51,15 +51,12 @@ fn string_list(list: &Option<Vec<String>>) -> Vec<String> {
     list.clone().unwrap_or_default()
 }
 
-fn string_map(map: &Option<BTreeMap<String, String>>) -> HashMap<String, String> {
-    map.iter()
-        .flatten()
-        .map(|(key, value)| (key.clone(), value.clone()))
-        .collect()
+fn string_map(map: &Option<BTreeMap<String, String>>) -> BTreeMap<String, String> {
+    map.clone().unwrap_or_default()
 }
 
 /// Quantities stay the strings they were written as; the service parses them.
-fn quantity_map(map: &Option<BTreeMap<String, Quantity>>) -> HashMap<String, String> {
+fn quantity_map(map: &Option<BTreeMap<String, Quantity>>) -> BTreeMap<String, String> {
     map.iter()
         .flatten()
         .map(|(key, quantity)| (key.clone(), quantity.0.clone()))

@@ -2,6 +2,7 @@
 //! leaving a pod homeless?" (`vpsie.safety.v1.SafetyService`), with health, reflection and
 //! Prometheus metrics.
 
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -16,7 +16,7 @@
 //! `Pending` without a node name. Total requests are kept near [`ClusterShape::utilisation`] of the
 //! allocatable CPU and memory, so that many nodes can be drained.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
@@ -361,7 +361,7 @@ struct Res {
 }
 
 impl Res {
-    fn from_map(map: &HashMap<String, String>) -> Res {
+    fn from_map(map: &BTreeMap<String, String>) -> Res {
         let get = |key: &str| map.get(key).map_or(0, |q| milli(q));
         Res {
             cpu: get("cpu") as i64,
@@ -440,19 +440,19 @@ fn pod_request(spec: &pb::PodSpec) -> Res {
 // Small builders
 // ---------------------------------------------------------------------------------------------
 
-fn map<const N: usize>(entries: [(&str, &str); N]) -> HashMap<String, String> {
+fn map<const N: usize>(entries: [(&str, &str); N]) -> BTreeMap<String, String> {
     entries
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
 }
 
-fn container(name: &str, requests: HashMap<String, String>) -> pb::Container {
+fn container(name: &str, requests: BTreeMap<String, String>) -> pb::Container {
     pb::Container {
         name: name.to_owned(),
         resources: Some(pb::ResourceRequirements {
             requests,
-            limits: HashMap::new(),
+            limits: BTreeMap::new(),
         }),
         ..Default::default()
     }
@@ -477,7 +477,7 @@ fn match_app(app: &str) -> pb::LabelSelector {
 
 fn match_app_expression(app: &str) -> pb::LabelSelector {
     pb::LabelSelector {
-        match_labels: HashMap::new(),
+        match_labels: BTreeMap::new(),
         match_expressions: vec![pb::LabelSelectorRequirement {
             key: "app".to_owned(),
             operator: "In".to_owned(),
@@ -515,7 +515,7 @@ fn tolerates(tolerations: &[pb::Toleration], key: &str, value: &str, effect: &st
     })
 }
 
-fn node_selector_matches(selector: &pb::NodeSelector, labels: &HashMap<String, String>) -> bool {
+fn node_selector_matches(selector: &pb::NodeSelector, labels: &BTreeMap<String, String>) -> bool {
     selector.node_selector_terms.iter().any(|term| {
         !term.match_expressions.is_empty()
             && term.match_expressions.iter().all(|r| {
@@ -549,7 +549,7 @@ struct Class {
     group: usize,
     zone: u8,
     /// The nodes' labels, hostname left out.
-    labels: HashMap<String, String>,
+    labels: BTreeMap<String, String>,
     nodes: Vec<u32>,
 }
 

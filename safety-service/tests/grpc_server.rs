@@ -1,7 +1,7 @@
 //! The gRPC server over a real socket: the same router the binary serves, started in-process on
 //! an ephemeral port, plus the binary itself for flags, metrics and SIGTERM.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -102,7 +102,7 @@ const SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::Ser
 // Snapshot builders
 // ---------------------------------------------------------------------------------------------
 
-fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -170,7 +170,7 @@ fn replicated_pod(namespace: &str, name: &str, node_name: &str, cpu: &str) -> pb
                 name: "app".into(),
                 resources: Some(pb::ResourceRequirements {
                     requests: map(&[("cpu", cpu)]),
-                    limits: HashMap::new(),
+                    limits: BTreeMap::new(),
                 }),
                 ..Default::default()
             }],

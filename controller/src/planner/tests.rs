@@ -1,6 +1,6 @@
 //! Planner tests on snapshots built directly, with hand-written safety answers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use vpsie_proto::rebalancer::v1 as rb;
@@ -14,7 +14,7 @@ use crate::config::{Config, NodeGroup};
 struct NodeBuilder(pb::Node);
 
 fn node(name: &str, group: &str) -> NodeBuilder {
-    let mut labels = HashMap::new();
+    let mut labels = BTreeMap::new();
     labels.insert("kubernetes.io/hostname".to_owned(), name.to_owned());
     if !group.is_empty() {
         labels.insert(NODEGROUP_LABEL.to_owned(), group.to_owned());
@@ -120,7 +120,7 @@ fn pod(name: &str, node: &str, cpu: &str, memory: &str) -> PodBuilder {
 }
 
 fn container(cpu: &str, memory: &str, restart_policy: &str) -> pb::Container {
-    let mut requests = HashMap::new();
+    let mut requests = BTreeMap::new();
     if !cpu.is_empty() {
         requests.insert("cpu".to_owned(), cpu.to_owned());
     }
@@ -131,7 +131,7 @@ fn container(cpu: &str, memory: &str, restart_policy: &str) -> pb::Container {
         name: "c".into(),
         resources: Some(pb::ResourceRequirements {
             requests,
-            limits: HashMap::new(),
+            limits: BTreeMap::new(),
         }),
         restart_policy: restart_policy.into(),
         ..Default::default()
@@ -187,7 +187,7 @@ impl PodBuilder {
     fn pod_level(mut self, cpu: &str) -> Self {
         self.spec().resources = Some(pb::ResourceRequirements {
             requests: [("cpu".to_owned(), cpu.to_owned())].into_iter().collect(),
-            limits: HashMap::new(),
+            limits: BTreeMap::new(),
         });
         self
     }

@@ -44,7 +44,7 @@ pub struct Labels(Vec<(Sym, Sym)>);
 
 impl Labels {
     pub fn from_map<'a>(
-        map: &'a std::collections::HashMap<String, String>,
+        map: &'a std::collections::BTreeMap<String, String>,
         strings: &mut Interner<'a>,
     ) -> Labels {
         let mut pairs: Vec<(Sym, Sym)> = map
@@ -213,7 +213,7 @@ impl Selector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use std::collections::BTreeMap;
 
     fn selector_json(json: &str) -> pb::LabelSelector {
         serde_json::from_str(json).expect("selector json")
@@ -222,7 +222,7 @@ mod tests {
     #[test]
     fn missing_selects_nothing_and_empty_selects_everything() {
         let mut strings = Interner::default();
-        let map: HashMap<String, String> = [("app".to_string(), "web".to_string())].into();
+        let map: BTreeMap<String, String> = [("app".to_string(), "web".to_string())].into();
         let labels = Labels::from_map(&map, &mut strings);
         let none = Selector::compile(None, &mut strings, &|| "s".into()).expect("none");
         assert!(!none.matches(&labels));
@@ -236,7 +236,7 @@ mod tests {
 
     #[test]
     fn operators_follow_apimachinery() {
-        let map: HashMap<String, String> = [
+        let map: BTreeMap<String, String> = [
             ("app".to_string(), "web".to_string()),
             ("tier".to_string(), "front".to_string()),
         ]

@@ -47,7 +47,7 @@ pub struct PodInfo<'a> {
     pub name: &'a str,
     pub ns: Sym,
     pub labels: Labels,
-    pub annotations: &'a std::collections::HashMap<String, String>,
+    pub annotations: &'a std::collections::BTreeMap<String, String>,
     pub source: &'a pb::Pod,
     /// The node `spec.nodeName` names, when it is in the snapshot.
     pub bound_to: Option<NodeId>,
@@ -394,7 +394,7 @@ fn compile_pod<'a>(
     node_ids: &FxHashMap<&'a str, NodeId>,
     strings: &mut Interner<'a>,
 ) -> Result<PodInfo<'a>, EngineError> {
-    static EMPTY_MAP: std::sync::OnceLock<std::collections::HashMap<String, String>> =
+    static EMPTY_MAP: std::sync::OnceLock<std::collections::BTreeMap<String, String>> =
         std::sync::OnceLock::new();
     static EMPTY_SPEC: std::sync::OnceLock<pb::PodSpec> = std::sync::OnceLock::new();
     let meta = pod.metadata.as_ref();

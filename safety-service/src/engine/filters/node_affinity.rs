@@ -273,7 +273,7 @@ fn names_conflict(terms: &[pb::NodeSelectorTerm]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use std::collections::BTreeMap;
 
     fn compile<'a>(spec: &'a pb::PodSpec, strings: &mut Interner<'a>) -> RequiredNodeAffinity<'a> {
         RequiredNodeAffinity::compile(spec, strings, &|| "spec".into()).expect("compile")
@@ -289,7 +289,7 @@ mod tests {
         ))
     }
 
-    fn node_labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    fn node_labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

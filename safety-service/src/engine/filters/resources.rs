@@ -2,7 +2,7 @@
 //! resources against allocatable minus what the node's pods request.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use vpsie_proto::safety::v1 as pb;
 
@@ -82,7 +82,7 @@ pub struct Allocatable<'a> {
 
 impl<'a> Allocatable<'a> {
     pub fn parse(
-        list: &'a HashMap<String, String>,
+        list: &'a BTreeMap<String, String>,
         path: &dyn Fn() -> String,
     ) -> Result<Self, EngineError> {
         let mut pods = 0;
@@ -180,7 +180,7 @@ impl<'a> ExactList<'a> {
 }
 
 fn parse_list<'a>(
-    list: &'a HashMap<String, String>,
+    list: &'a BTreeMap<String, String>,
     path: &dyn Fn() -> String,
 ) -> Result<ExactList<'a>, EngineError> {
     let mut exact = ExactList::default();
@@ -392,7 +392,7 @@ mod tests {
 
     #[test]
     fn fit_reasons_in_kube_scheduler_order() {
-        let node: HashMap<String, String> = [
+        let node: BTreeMap<String, String> = [
             ("cpu", "1"),
             ("memory", "1Gi"),
             ("pods", "1"),
