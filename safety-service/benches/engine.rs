@@ -11,7 +11,6 @@
 //! `cargo bench -p safety-service --bench engine` takes a few minutes; add a filter such as
 //! `-- medium/` to run part of it.
 
-
 use std::collections::{HashMap, HashSet};
 use std::hint::black_box;
 use std::time::{Duration, Instant};

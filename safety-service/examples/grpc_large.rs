@@ -2,7 +2,6 @@
 //! client encode, transfer, server decode, index, simulation, response.
 //! `cargo run --release -p safety-service --example grpc_large`
 
-
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,7 +31,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         node_name: node,
         options: Some(pb::RemovalOptions::default()),
     };
-    println!("request size: {} MB", prost::Message::encoded_len(&request) / 1_000_000);
+    println!(
+        "request size: {} MB",
+        prost::Message::encoded_len(&request) / 1_000_000
+    );
     let start = Instant::now();
     let copy = request.clone();
     println!("clone: {:?}", start.elapsed());
@@ -48,7 +50,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..3 {
         let start = Instant::now();
         let answer = client.can_remove_node(request.clone()).await?.into_inner();
-        println!("CanRemoveNode end to end: {:?} (removable: {})", start.elapsed(), answer.removable);
+        println!(
+            "CanRemoveNode end to end: {:?} (removable: {})",
+            start.elapsed(),
+            answer.removable
+        );
     }
     Ok(())
 }

@@ -2,7 +2,6 @@
 //! simulations so `perf record` has one hot loop to look at.
 //! `cargo run --release -p safety-service --example profile -- large 5`
 
-
 use std::time::Instant;
 
 use safety_service::engine::{self, Deadline, Index};

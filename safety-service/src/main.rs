@@ -2,7 +2,6 @@
 //! leaving a pod homeless?" (`vpsie.safety.v1.SafetyService`), with health, reflection and
 //! Prometheus metrics.
 
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 
