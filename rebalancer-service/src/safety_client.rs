@@ -60,7 +60,13 @@ impl Safety for SafetyCheck {
             .can_remove_node(pb::CanRemoveNodeRequest {
                 snapshot: Some(snapshot),
                 node_name: node.to_string(),
-                options: Some(pb::RemovalOptions::default()),
+                // The question here is whether every pod finds a home. Budgets are honoured by the
+                // drain itself (evictions refused with 429 are retried until the drain timeout),
+                // so a budget that is momentarily spent must not veto the replacement.
+                options: Some(pb::RemovalOptions {
+                    ignore_pod_disruption_budgets: true,
+                    ..pb::RemovalOptions::default()
+                }),
             })
             .await
             .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?

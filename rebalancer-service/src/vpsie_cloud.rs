@@ -1,6 +1,7 @@
 //! The cloud side of the executor over the VPSie client: ask for a machine (or find the one an
 //! interrupted attempt created), find and delete the machine behind a Node.
 
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::Node;
@@ -22,8 +23,13 @@ impl VpsieCloud {
         VpsieCloud { client, kube }
     }
 
-    /// The worker created after `intent_at`, if exactly one was; several is ambiguous.
-    async fn created_after(&self, intent_at: &str) -> Result<Option<Machine>, String> {
+    /// The worker created after `intent_at` that is not `claimed` (by identifier or hostname),
+    /// if exactly one was; several is ambiguous.
+    async fn created_after(
+        &self,
+        intent_at: &str,
+        claimed: &HashSet<String>,
+    ) -> Result<Option<Machine>, String> {
         let intent = parse_rfc3339(intent_at)
             .ok_or_else(|| format!("unreadable intent time {intent_at:?}"))?;
         // Machine clocks and ours differ a little; a second of slack, never more.
@@ -35,6 +41,7 @@ impl VpsieCloud {
             .nodes
             .iter()
             .filter(|n| !n.is_master())
+            .filter(|n| !claimed.contains(&n.identifier) && !claimed.contains(&n.hostname))
             .filter(|n| {
                 n.created_on
                     .as_deref()
@@ -68,9 +75,10 @@ impl Cloud for VpsieCloud {
         group: &str,
         intent_at: &str,
         recover: bool,
+        claimed: &HashSet<String>,
     ) -> Result<Option<Machine>, String> {
         if recover {
-            return self.created_after(intent_at).await;
+            return self.created_after(intent_at, claimed).await;
         }
         let added = self
             .client

@@ -2,7 +2,7 @@
 //! persisting the record before performing it through the adapters, and publishing every change
 //! to watchers. It owns no decision of its own.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,12 +24,14 @@ pub struct Machine {
 /// The cloud side (VPSie).
 pub trait Cloud: Send + Sync + 'static {
     /// Asks for a machine in `group`. With `recover`, first looks for a machine created after
-    /// `intent_at` that nothing else claims, and returns `Ok(None)` when there is none.
+    /// `intent_at` that nothing else claims — none of the VPS identifiers or hostnames in
+    /// `claimed` — and returns `Ok(None)` when there is none.
     fn provision(
         &self,
         group: &str,
         intent_at: &str,
         recover: bool,
+        claimed: &HashSet<String>,
     ) -> impl Future<Output = Result<Option<Machine>, String>> + Send;
     /// Deletes the machine behind a Node (by hostname or the vps-identifier annotation).
     fn delete_machine_of_node(&self, node: &str)
@@ -155,6 +157,9 @@ pub struct Driver<C, K, S, St> {
     store: St,
     clock: Clock,
     operations: Mutex<HashMap<String, Arc<Running>>>,
+    /// Held while a provision is recovered, so that two candidates never take the same machine;
+    /// holds the machines recovered so far (claimed before their records say so).
+    recovered: tokio::sync::Mutex<HashSet<String>>,
 }
 
 impl<C: Cloud, K: Cluster, S: Safety, St: Store> Driver<C, K, S, St> {
@@ -166,6 +171,7 @@ impl<C: Cloud, K: Cluster, S: Safety, St: Store> Driver<C, K, S, St> {
             store,
             clock,
             operations: Mutex::new(HashMap::new()),
+            recovered: tokio::sync::Mutex::new(HashSet::new()),
         })
     }
 
@@ -415,6 +421,22 @@ impl<C: Cloud, K: Cluster, S: Safety, St: Store> Driver<C, K, S, St> {
         }
     }
 
+    /// Every candidate's node and every recorded replacement machine, of every operation.
+    fn claims(&self) -> HashSet<String> {
+        let operations = lock(&self.operations);
+        let mut claimed = HashSet::new();
+        for running in operations.values() {
+            let record = lock(&running.record);
+            for candidate in &record.candidates {
+                claimed.insert(candidate.node_name.clone());
+                if !candidate.replacement_vps_id.is_empty() {
+                    claimed.insert(candidate.replacement_vps_id.clone());
+                }
+            }
+        }
+        claimed
+    }
+
     async fn perform(
         &self,
         step: Step,
@@ -435,15 +457,35 @@ impl<C: Cloud, K: Cluster, S: Safety, St: Store> Driver<C, K, S, St> {
             },
             Step::Provision { recover } => {
                 let intent = candidate.provision_intent_at.clone().unwrap_or_default();
+                // A recovery must not take a machine that is another candidate's replacement or
+                // node, or that a concurrent recovery already took.
+                let mut recovered = if recover {
+                    Some(self.recovered.lock().await)
+                } else {
+                    None
+                };
+                let claimed = match &recovered {
+                    Some(taken) => {
+                        let mut claimed = self.claims();
+                        claimed.extend(taken.iter().cloned());
+                        claimed
+                    }
+                    None => HashSet::new(),
+                };
                 match self
                     .cloud
-                    .provision(&plan.node_group, &intent, recover)
+                    .provision(&plan.node_group, &intent, recover, &claimed)
                     .await
                 {
-                    Ok(Some(machine)) => StepOutcome::Provisioned {
-                        vps_id: machine.vps_id,
-                        hostname: machine.hostname,
-                    },
+                    Ok(Some(machine)) => {
+                        if let Some(taken) = recovered.as_mut() {
+                            taken.insert(machine.vps_id.clone());
+                        }
+                        StepOutcome::Provisioned {
+                            vps_id: machine.vps_id,
+                            hostname: machine.hostname,
+                        }
+                    }
                     Ok(None) => StepOutcome::NothingCreated,
                     Err(message) => StepOutcome::Failed(message),
                 }

@@ -38,6 +38,7 @@ impl Cloud for Fake {
         group: &str,
         _intent_at: &str,
         recover: bool,
+        _claimed: &HashSet<String>,
     ) -> Result<Option<Machine>, String> {
         let mut machines = self.0.machines.lock().expect("machines");
         if recover {
