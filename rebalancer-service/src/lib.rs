@@ -8,3 +8,4 @@ pub mod safety_client;
 pub mod store;
 pub mod vpsie;
 pub mod vpsie_cloud;
+pub mod metrics;

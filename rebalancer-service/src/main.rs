@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -11,6 +12,7 @@ use clap::Parser;
 use rebalancer_service::executor::{Driver, system_clock};
 use rebalancer_service::grpc::RebalancerServiceImpl;
 use rebalancer_service::kube_ops::{KubeCluster, Polling};
+use rebalancer_service::metrics::{self, Metrics, Probe};
 use rebalancer_service::safety_client::SafetyCheck;
 use rebalancer_service::store::ConfigMapStore;
 use rebalancer_service::vpsie::{Credentials, DEFAULT_BASE_URL, VpsieClient, VpsieConfig};
@@ -25,6 +27,10 @@ struct Args {
     /// Address the gRPC server listens on.
     #[arg(long, env = "REBALANCER_LISTEN", default_value = "0.0.0.0:50052")]
     listen: SocketAddr,
+
+    /// Address the Prometheus metrics are served on (GET /metrics).
+    #[arg(long, env = "METRICS_LISTEN", default_value = "0.0.0.0:9102")]
+    metrics_listen: SocketAddr,
 
     /// The safety-service asked right before each drain.
     #[arg(long, env = "SAFETY_ENDPOINT")]
@@ -110,7 +116,16 @@ async fn main() -> anyhow::Result<()> {
     let mut config = VpsieConfig::new(args.vpsie_cluster.clone(), credentials);
     config.base_url = args.vpsie_url.clone();
     config.allow_http = args.vpsie_allow_http;
-    let vpsie = VpsieClient::new(config).context("configuring the VPSie client")?;
+    let metrics = Arc::new(Metrics::new());
+    let observer = {
+        let metrics = Arc::clone(&metrics);
+        Arc::new(move |event: &rebalancer_service::vpsie::CallEvent| {
+            metrics.record_vpsie_call(event)
+        })
+    };
+    let vpsie =
+        VpsieClient::with_observer(config, observer).context("configuring the VPSie client")?;
+    let breaker = vpsie.clone();
     let safety_channel = tonic::transport::Endpoint::from_shared(args.safety_endpoint.clone())
         .context("--safety-endpoint")?
         .connect_lazy();
@@ -151,13 +166,48 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
+    let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .with_context(|| format!("binding the metrics listener on {}", args.metrics_listen))?;
+    let probe: Probe = {
+        let driver = Arc::clone(&driver);
+        Arc::new(move || {
+            let states = driver
+                .list()
+                .iter()
+                .map(|op| {
+                    vpsie_proto::rebalancer::v1::OperationState::try_from(op.state)
+                        .map(|s| {
+                            s.as_str_name()
+                                .trim_start_matches("OPERATION_STATE_")
+                                .to_string()
+                        })
+                        .unwrap_or_else(|_| "UNKNOWN".to_string())
+                })
+                .collect();
+            let open = matches!(
+                breaker.breaker_state(),
+                rebalancer_service::vpsie::BreakerState::Open { .. }
+            );
+            (states, open)
+        })
+    };
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_server = tokio::spawn(metrics::serve(
+        metrics_listener,
+        Arc::clone(&metrics),
+        probe,
+        async {
+            let _ = metrics_stopped.await;
+        },
+    ));
     tracing::info!(listen = %listener.local_addr()?, resumed, namespace = %args.namespace, "rebalancer-service serving");
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(RebalancerServiceServer::new(RebalancerServiceImpl::new(
-            driver, clock,
+            driver, clock, metrics,
         )))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
@@ -165,5 +215,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .await
         .context("serving gRPC")?;
+    let _ = stop_metrics.send(());
+    if let Ok(Err(error)) = metrics_server.await {
+        tracing::warn!(%error, "metrics server failed");
+    }
     Ok(())
 }

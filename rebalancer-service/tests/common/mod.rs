@@ -406,7 +406,7 @@ impl Harness {
             .env("VPSIE_TOKEN", TOKEN)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .args(["--safety-endpoint", &format!("http://{safety}")])
             .args(["--vpsie-url", vpsie_url, "--vpsie-allow-http"])
             .args(["--vpsie-cluster", cluster])
