@@ -160,6 +160,10 @@ pub struct Driver<C, K, S, St> {
     /// Held while a provision is recovered, so that two candidates never take the same machine;
     /// holds the machines recovered so far (claimed before their records say so).
     recovered: tokio::sync::Mutex<HashSet<String>>,
+    /// Held from a provision's recorded intent until its machine id is recorded, so that at most
+    /// one intent without an id can exist: after a crash, recovery is never ambiguous between two
+    /// of our own unfinished adds.
+    provisioning: tokio::sync::Mutex<()>,
 }
 
 impl<C: Cloud, K: Cluster, S: Safety, St: Store> Driver<C, K, S, St> {
@@ -172,6 +176,7 @@ impl<C: Cloud, K: Cluster, S: Safety, St: Store> Driver<C, K, S, St> {
             clock,
             operations: Mutex::new(HashMap::new()),
             recovered: tokio::sync::Mutex::new(HashSet::new()),
+            provisioning: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -342,6 +347,18 @@ impl<C: Cloud, K: Cluster, S: Safety, St: Store> Driver<C, K, S, St> {
     /// is Ready and the safety re-check is next.
     async fn drive(&self, running: &Running, i: usize, until_ready: bool) {
         loop {
+            let adds_machine = {
+                let record = lock(&running.record);
+                matches!(
+                    machine::next_step(record.kind, &record.candidates[i], record.cancel_requested),
+                    Some(Step::Provision { recover: false })
+                )
+            };
+            let _one_add_at_a_time = if adds_machine {
+                Some(self.provisioning.lock().await)
+            } else {
+                None
+            };
             let next = {
                 let mut record = lock(&running.record);
                 let now = (self.clock)();

@@ -296,6 +296,71 @@ async fn surge_never_drains_a_node_whose_replacement_failed() {
 }
 
 #[tokio::test]
+async fn at_most_one_add_is_unrecorded_at_any_time() {
+    // Regression: concurrent adds in a surge batch could each leave an intent without an id, so
+    // a crash made recovery ambiguous between our own machines (and leaked both).
+    #[derive(Clone, Default)]
+    struct SlowCloud(Fake, Arc<Mutex<usize>>);
+    impl Cloud for SlowCloud {
+        async fn provision(
+            &self,
+            group: &str,
+            intent_at: &str,
+            recover: bool,
+            claimed: &HashSet<String>,
+        ) -> Result<Option<Machine>, String> {
+            let unrecorded = self
+                .0
+                .0
+                .stored
+                .lock()
+                .expect("store")
+                .values()
+                .flat_map(|op| op.candidates.iter())
+                .filter(|c| c.provision_intent_at.is_some() && c.replacement_vps_id.is_empty())
+                .count();
+            {
+                let mut worst = self.1.lock().expect("worst");
+                *worst = (*worst).max(unrecorded);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.0.provision(group, intent_at, recover, claimed).await
+        }
+        async fn delete_machine_of_node(&self, node: &str) -> Result<(), String> {
+            self.0.delete_machine_of_node(node).await
+        }
+        async fn delete_machine(&self, vps_id: &str) -> Result<(), String> {
+            self.0.delete_machine(vps_id).await
+        }
+    }
+    let fake = Fake::default();
+    let cloud = SlowCloud(fake.clone(), Arc::default());
+    let clock: Clock = Arc::new(|| "2026-11-26T08:00:00Z".to_string());
+    let driver = Driver::new(
+        cloud.clone(),
+        fake.clone(),
+        fake.clone(),
+        fake.clone(),
+        clock,
+    );
+    let mut surge = plan("s2", pb::Strategy::Surge, &["a", "b", "c"], 3);
+    surge.plan.max_concurrent = 3;
+    driver.submit(surge).await.expect("submitted");
+    let mut watch = driver.watch("s2").expect("watch");
+    while watch.borrow_and_update().state != pb::OperationState::Succeeded as i32 {
+        tokio::time::timeout(Duration::from_secs(10), watch.changed())
+            .await
+            .expect("in time")
+            .expect("alive");
+    }
+    assert_eq!(
+        *cloud.1.lock().expect("worst"),
+        1,
+        "only the add in flight lacks its id"
+    );
+}
+
+#[tokio::test]
 async fn a_safety_refusal_rolls_back_and_leaves_the_node() {
     let fake = Fake::default();
     fake.0.refuse.lock().expect("r").insert("a".into());
