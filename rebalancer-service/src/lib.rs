@@ -4,8 +4,8 @@
 pub mod executor;
 pub mod grpc;
 pub mod kube_ops;
+pub mod metrics;
 pub mod safety_client;
 pub mod store;
 pub mod vpsie;
 pub mod vpsie_cloud;
-pub mod metrics;
