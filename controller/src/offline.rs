@@ -314,14 +314,15 @@ fn with_sources(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// The safety-service, served by this process on a loopback ephemeral port.
-struct InProcessSafety {
+/// The safety-service, served by this process on a loopback ephemeral port (`controller plan`,
+/// and `controller run` without `--safety-endpoint`).
+pub struct InProcessSafety {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl InProcessSafety {
-    async fn start() -> Result<(String, InProcessSafety), OfflineError> {
+    pub async fn start() -> Result<(String, InProcessSafety), OfflineError> {
         use safety_service::{metrics::Metrics, server};
         let fail = |what: &str, error: &dyn std::fmt::Display| {
             OfflineError::Failed(anyhow::anyhow!(
@@ -349,7 +350,7 @@ impl InProcessSafety {
         Ok((format!("http://{address}"), InProcessSafety { stop, task }))
     }
 
-    async fn stop(self) {
+    pub async fn stop(self) {
         let _ = self.stop.send(());
         let mut task = self.task;
         if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {

@@ -288,21 +288,47 @@ fn an_unreadable_or_malformed_dump_exits_2() {
 }
 
 #[test]
-fn run_is_not_implemented_yet_and_says_so() {
+fn run_checks_its_configuration_and_endpoints_before_starting() {
     let output = controller(&["run", "--config", "examples/config.yaml"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(
+        text(&output.stderr).contains("--rebalancer-endpoint (REBALANCER_ENDPOINT) is required"),
+        "{}",
         text(&output.stderr)
-            .contains("not implemented yet: the online loop lands with issue #4's reflectors"),
+    );
+    let bad = temp_file(
+        "bad-run-config.yaml",
+        "scanInterval: 10s
+scaleDwn: {}
+",
+    );
+    let output = controller(&[
+        "run",
+        "--config",
+        bad.to_str().unwrap(),
+        "--rebalancer-endpoint",
+        "http://127.0.0.1:1",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("scaleDwn"),
         "{}",
         text(&output.stderr)
     );
     let help = controller(&["run", "--help"]);
     assert!(help.status.success());
     let help = text(&help.stdout);
-    assert!(help.contains("NOT IMPLEMENTED YET"), "{help}");
-    assert!(help.contains("CONTROLLER_CONFIG"), "{help}");
-    assert!(help.contains("REBALANCER_ENDPOINT"), "{help}");
+    for expected in [
+        "CONTROLLER_CONFIG",
+        "SAFETY_ENDPOINT",
+        "REBALANCER_ENDPOINT",
+        "METRICS_LISTEN",
+        "0.0.0.0:9103",
+        "POD_NAMESPACE",
+        "KUBECONFIG",
+    ] {
+        assert!(help.contains(expected), "{expected} missing: {help}");
+    }
 
     let help = text(&controller(&["plan", "--help"]).stdout);
     assert!(help.contains("--cluster-file"), "{help}");
