@@ -357,8 +357,8 @@ impl Cache {
     /// The cluster snapshot for the safety-service and the planner (see the module docs).
     pub fn snapshot(&self) -> pb::ClusterSnapshot {
         let nodes = sorted(&self.nodes, by_name);
-        let pods = sorted(&self.pods, by_hash_of_namespace_and_name);
-        let pdbs = sorted(&self.pdbs, by_hash_of_namespace_and_name);
+        let pods = sorted_by_hash(&self.pods);
+        let pdbs = sorted_by_hash(&self.pdbs);
         let namespaces = sorted(&self.namespaces, by_name);
         let mut snapshot = pb::ClusterSnapshot {
             nodes: defaults(nodes.len()),
@@ -440,13 +440,22 @@ fn by_name<K>(a: &Cached<K>, b: &Cached<K>) -> Ordering {
     a.name.cmp(&b.name)
 }
 
-/// A fixed order that compares strings only on a hash tie: pods are many.
-fn by_hash_of_namespace_and_name<K>(a: &Cached<K>, b: &Cached<K>) -> Ordering {
-    a.order.cmp(&b.order).then_with(|| {
-        a.namespace
-            .cmp(&b.namespace)
-            .then_with(|| a.name.cmp(&b.name))
-    })
+/// A fixed order that compares strings only on a hash tie: pods are many. The keys are copied
+/// out first, so that sorting does not chase a pointer per comparison.
+fn sorted_by_hash<K: Cacheable>(store: &Store<Cached<K>>) -> Vec<Arc<Cached<K>>> {
+    let mut keyed: Vec<(u64, Arc<Cached<K>>)> = store
+        .state()
+        .into_iter()
+        .map(|entry| (entry.order, entry))
+        .collect();
+    keyed.sort_unstable_by(|(a_key, a), (b_key, b)| {
+        a_key.cmp(b_key).then_with(|| {
+            a.namespace
+                .cmp(&b.namespace)
+                .then_with(|| a.name.cmp(&b.name))
+        })
+    });
+    keyed.into_iter().map(|(_, entry)| entry).collect()
 }
 
 /// Polls one reflector stream forever, logging watch errors (the stream backs off and retries).

@@ -18,7 +18,7 @@ use e2e_tests::kube_fake::KubeFake;
 const WAIT: Duration = Duration::from_secs(20);
 const LEASE: Duration = Duration::from_secs(2);
 /// A follower looks every sixth of the lease; the first scan follows at once.
-const SLACK: Duration = Duration::from_millis(1000);
+const SLACK: Duration = Duration::from_millis(1500);
 
 fn seed(fake: &KubeFake) {
     fake.apply(node("n1", "general", "4", None));
