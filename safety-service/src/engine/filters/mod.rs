@@ -71,7 +71,6 @@ impl<'a> Rejection<'a> {
 }
 
 const REASON_UNSCHEDULABLE: &str = "node(s) were unschedulable";
-const REASON_NODE_NAME: &str = "node(s) didn't match the requested node name";
 pub const REASON_NOT_READY: &str = "node(s) were not ready";
 pub const REASON_BEING_DELETED: &str = "node(s) were being deleted";
 pub const REASON_EXCLUDED: &str = "node excluded by the question";
@@ -143,8 +142,7 @@ pub fn filter<'a>(
             REASON_UNSCHEDULABLE,
         ));
     }
-    // A moved or questioned pod has no node name: NodeName only speaks for pods that keep one.
-    let _ = REASON_NODE_NAME;
+    // NodeName never fails here: moved and questioned pods have no node name.
     if let Some(taint) = taints::first_untolerated(effective_taints(node, ghost), &pod.tolerations)
     {
         return Some(Rejection {
