@@ -37,8 +37,9 @@ fn main() {
     let snapshot = cache.snapshot();
     let elapsed = started.elapsed();
     println!(
-        "snapshot of {} pods built in {elapsed:.1?}; cache + snapshot: VmRSS {}",
-        snapshot.pods.len(),
+        "snapshot of {} pods ({} MB encoded) built in {elapsed:.1?}; cache + snapshot: VmRSS {}",
+        snapshot.pod_count(),
+        snapshot.encoded().len() / 1_000_000,
         status("VmRSS:")
     );
     drop(snapshot);

@@ -18,12 +18,17 @@
 //! the stores keep the last complete state meanwhile (a re-list swaps in the new state at once).
 //!
 //! # Snapshot
-//! [`Cache::snapshot`] decodes the entries straight into the snapshot messages in a fixed order,
-//! so that the same cluster gives the same snapshot whatever the stores' hash order: nodes and
-//! namespaces by name, pods and PodDisruptionBudgets by a 64-bit hash of namespace and name
-//! (computed once per object; sorting 150,000 pods by their strings took a tenth of the time).
-//! Each message is decoded in place into a pre-sized vector, the work split in two halves by
-//! encoded size between the calling thread and one helper ([`SNAPSHOT_THREADS`]).
+//! [`Cache::snapshot`] does not decode the pods. The safety-service wants the snapshot encoded,
+//! and the stores already hold each message encoded. So the encoded `ClusterSnapshot` is built by
+//! concatenating the entries, each behind its field key and length. This is one copy of the
+//! bytes, where decoding and then encoding again cost hundreds of thousands of allocations for a
+//! large cluster. Only the nodes are decoded, because the scan reads them. The planner reads each
+//! pod's [`PodUsage`], which is computed once as the pod arrives.
+//!
+//! The order is fixed, so the same cluster gives the same snapshot whatever the stores' hash
+//! order: nodes and namespaces by name, pods and PodDisruptionBudgets by a 64-bit hash of
+//! namespace and name. The hash is computed once per object, because sorting 150,000 pods by
+//! their strings took a tenth of the time.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -41,23 +46,24 @@ use prost::Message;
 use serde::de::DeserializeOwned;
 use vpsie_proto::safety::v1 as pb;
 
+use crate::planner::PodUsage;
+use crate::scan_snapshot::{NAMESPACES, NODES, PDBS, PODS, ScanSnapshot, SnapshotEncoder};
+
 /// The annotation `kubectl apply` writes: a whole copy of the object, never needed here.
 pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
-/// Threads decoding in [`Cache::snapshot`]: the caller and one helper.
-pub const SNAPSHOT_THREADS: usize = 2;
-
-/// Below this many pods the decoding stays on the calling thread.
-const PARALLEL_MIN_PODS: usize = 4096;
 
 /// A Kubernetes kind the cache holds, and the snapshot message it becomes.
 pub trait Cacheable:
     Resource<DynamicType = ()> + Clone + DeserializeOwned + fmt::Debug + Send + Sync + 'static
 {
     type Message: Message + Default;
+    /// What the planner reads of an object, computed once as it arrives.
+    type Facts: Clone + fmt::Debug + Send + Sync + 'static;
 
     /// The proto crate's conversion, without the last-applied annotation.
     fn message(&self) -> Self::Message;
+
+    fn facts(message: &Self::Message) -> Self::Facts;
 }
 
 fn without_last_applied(meta: Option<&mut pb::ObjectMeta>) {
@@ -68,6 +74,8 @@ fn without_last_applied(meta: Option<&mut pb::ObjectMeta>) {
 
 impl Cacheable for Node {
     type Message = pb::Node;
+    type Facts = ();
+    fn facts(_: &pb::Node) {}
     fn message(&self) -> pb::Node {
         let mut message = pb::Node::from(self);
         without_last_applied(message.metadata.as_mut());
@@ -77,6 +85,10 @@ impl Cacheable for Node {
 
 impl Cacheable for Pod {
     type Message = pb::Pod;
+    type Facts = Arc<PodUsage>;
+    fn facts(message: &pb::Pod) -> Arc<PodUsage> {
+        Arc::new(PodUsage::of(message))
+    }
     fn message(&self) -> pb::Pod {
         let mut message = pb::Pod::from(self);
         without_last_applied(message.metadata.as_mut());
@@ -86,6 +98,8 @@ impl Cacheable for Pod {
 
 impl Cacheable for PodDisruptionBudget {
     type Message = pb::PodDisruptionBudget;
+    type Facts = ();
+    fn facts(_: &pb::PodDisruptionBudget) {}
     fn message(&self) -> pb::PodDisruptionBudget {
         let mut message = pb::PodDisruptionBudget::from(self);
         without_last_applied(message.metadata.as_mut());
@@ -95,6 +109,8 @@ impl Cacheable for PodDisruptionBudget {
 
 impl Cacheable for Namespace {
     type Message = pb::Namespace;
+    type Facts = ();
+    fn facts(_: &pb::Namespace) {}
     fn message(&self) -> pb::Namespace {
         let mut message = pb::Namespace::from(self);
         without_last_applied(message.metadata.as_mut());
@@ -104,22 +120,24 @@ impl Cacheable for Namespace {
 
 /// One stored object: its name and namespace (the store's key) and its snapshot message,
 /// protobuf-encoded.
-pub struct Cached<K> {
+pub struct Cached<K: Cacheable> {
     name: Box<str>,
     namespace: Option<Box<str>>,
     /// FNV-1a of the namespace and name: orders the snapshot without comparing strings.
     order: u64,
     encoded: Box<[u8]>,
+    facts: K::Facts,
     kind: PhantomData<fn() -> K>,
 }
 
-impl<K> Clone for Cached<K> {
+impl<K: Cacheable> Clone for Cached<K> {
     fn clone(&self) -> Self {
         Cached {
             name: self.name.clone(),
             namespace: self.namespace.clone(),
             order: self.order,
             encoded: self.encoded.clone(),
+            facts: self.facts.clone(),
             kind: PhantomData,
         }
     }
@@ -142,11 +160,13 @@ impl<K: Cacheable> Cached<K> {
         let meta = object.meta();
         let name = meta.name.as_deref().unwrap_or_default();
         let namespace = meta.namespace.as_deref();
+        let message = object.message();
         Cached {
             name: name.into(),
             namespace: namespace.map(Into::into),
             order: order_key(namespace.unwrap_or_default(), name),
-            encoded: object.message().encode_to_vec().into_boxed_slice(),
+            encoded: message.encode_to_vec().into_boxed_slice(),
+            facts: K::facts(&message),
             kind: PhantomData,
         }
     }
@@ -163,6 +183,11 @@ impl<K: Cacheable> Cached<K> {
 
     pub fn namespace(&self) -> Option<&str> {
         self.namespace.as_deref()
+    }
+
+    /// What the planner reads of the object.
+    pub fn facts(&self) -> &K::Facts {
+        &self.facts
     }
 
     /// The size of the encoded message.
@@ -354,67 +379,41 @@ impl Cache {
         sum(&self.nodes) + sum(&self.pods) + sum(&self.pdbs) + sum(&self.namespaces)
     }
 
-    /// The cluster snapshot for the safety-service and the planner (see the module docs).
-    pub fn snapshot(&self) -> pb::ClusterSnapshot {
+    /// The snapshot of one scan (see the module docs).
+    pub fn snapshot(&self) -> ScanSnapshot {
         let nodes = sorted(&self.nodes, by_name);
         let pods = sorted_by_hash(&self.pods);
         let pdbs = sorted_by_hash(&self.pdbs);
         let namespaces = sorted(&self.namespaces, by_name);
-        let mut snapshot = pb::ClusterSnapshot {
-            nodes: defaults(nodes.len()),
-            pods: defaults(pods.len()),
-            pod_disruption_budgets: defaults(pdbs.len()),
-            namespaces: defaults(namespaces.len()),
-        };
-        let pb::ClusterSnapshot {
-            nodes: node_slots,
-            pods: pod_slots,
-            pod_disruption_budgets: pdb_slots,
-            namespaces: namespace_slots,
-        } = &mut snapshot;
-        let mut others = || {
-            decode_into(node_slots, &nodes);
-            decode_into(pdb_slots, &pdbs);
-            decode_into(namespace_slots, &namespaces);
-        };
-        if pods.len() < PARALLEL_MIN_PODS || SNAPSHOT_THREADS < 2 {
-            others();
-            decode_into(pod_slots, &pods);
-            return snapshot;
-        }
-        // Two halves of the work, by encoded bytes: the other thread decodes the nodes,
-        // PodDisruptionBudgets and namespaces, then the pods this thread leaves it.
-        let other_bytes = encoded_bytes(&nodes) + encoded_bytes(&pdbs) + encoded_bytes(&namespaces);
-        let half = (encoded_bytes(&pods) + other_bytes) / 2;
-        let mut split = 0;
-        let mut taken = 0;
-        while split < pods.len() && taken < half {
-            taken += pods[split].encoded.len();
-            split += 1;
-        }
-        let (mine, theirs) = pod_slots.split_at_mut(split);
-        std::thread::scope(|scope| {
-            let helper = scope.spawn(|| {
-                others();
-                decode_into(theirs, &pods[split..]);
-            });
-            decode_into(mine, &pods[..split]);
-            if let Err(panic) = helper.join() {
-                std::panic::resume_unwind(panic);
-            }
-        });
-        snapshot
+
+        let mut encoded = SnapshotEncoder::with_capacity(
+            encoded_len(NODES, &nodes)
+                + encoded_len(PODS, &pods)
+                + encoded_len(PDBS, &pdbs)
+                + encoded_len(NAMESPACES, &namespaces),
+        );
+        encoded.append(NODES, nodes.iter().map(|entry| &*entry.encoded));
+        encoded.append(PODS, pods.iter().map(|entry| &*entry.encoded));
+        encoded.append(PDBS, pdbs.iter().map(|entry| &*entry.encoded));
+        encoded.append(NAMESPACES, namespaces.iter().map(|entry| &*entry.encoded));
+
+        let mut decoded_nodes = Vec::with_capacity(nodes.len());
+        decoded_nodes.resize_with(nodes.len(), pb::Node::default);
+        decode_into(&mut decoded_nodes, &nodes);
+        ScanSnapshot::new(
+            encoded.finish(),
+            decoded_nodes,
+            pods.iter().map(|entry| Arc::clone(entry.facts())).collect(),
+        )
     }
 }
 
-fn encoded_bytes<K>(entries: &[Arc<Cached<K>>]) -> usize {
-    entries.iter().map(|entry| entry.encoded.len()).sum()
-}
-
-fn defaults<M: Default>(len: usize) -> Vec<M> {
-    let mut out = Vec::with_capacity(len);
-    out.resize_with(len, M::default);
-    out
+/// The encoded size of a repeated snapshot field holding these entries.
+fn encoded_len<K: Cacheable>(field: u32, entries: &[Arc<Cached<K>>]) -> usize {
+    entries
+        .iter()
+        .map(|entry| SnapshotEncoder::field_len(field, entry.encoded.len()))
+        .sum()
 }
 
 /// Decodes each entry into its (default) slot, in place.
@@ -436,7 +435,7 @@ fn sorted<K: Cacheable>(
     entries
 }
 
-fn by_name<K>(a: &Cached<K>, b: &Cached<K>) -> Ordering {
+fn by_name<K: Cacheable>(a: &Cached<K>, b: &Cached<K>) -> Ordering {
     a.name.cmp(&b.name)
 }
 
@@ -641,7 +640,9 @@ mod tests {
     #[test]
     fn the_snapshot_is_complete_and_in_a_fixed_order_whatever_the_store_order() {
         let cache = cache_with_pods(pods((0..5000).rev()));
-        let snapshot = cache.snapshot();
+        let scan = cache.snapshot();
+        let snapshot = scan.decode().expect("the concatenated snapshot decodes");
+        assert_eq!(scan.nodes(), &snapshot.nodes[..]);
         assert_eq!(
             names(snapshot.nodes.iter().map(|n| n.metadata.as_ref())),
             ["/n1", "/n2"]
@@ -669,9 +670,13 @@ mod tests {
             .collect();
         assert!(keys.windows(2).all(|w| w[0] <= w[1]));
         assert_eq!(snapshot.pods[0].spec.as_ref().unwrap().node_name, "n1");
+        // Each pod's usage, in the same order.
+        let usage: Vec<_> = scan.pod_usage().cloned().collect();
+        let expected: Vec<_> = snapshot.pods.iter().map(PodUsage::of).collect();
+        assert_eq!(usage, expected);
 
         // The same cluster filled in another order gives the same snapshot.
         let other = cache_with_pods(pods((0..5000).map(|i| (i * 7919) % 5000)));
-        assert_eq!(other.snapshot(), snapshot);
+        assert_eq!(other.snapshot(), scan);
     }
 }

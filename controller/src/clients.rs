@@ -5,7 +5,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
@@ -34,18 +33,20 @@ const EVENT_NOTE_MAX: usize = 1024;
 pub type OperationStream = Pin<Box<dyn Stream<Item = Result<rb::Operation, Status>> + Send>>;
 
 /// A safety-service request whose snapshot (field 1 of both `CanRemoveNodeRequest` and
-/// `CanRemoveNodesRequest`) is shared, not copied: a large cluster's snapshot is hundreds of
-/// megabytes, and one scan sends it once per drift candidate and once more for the scale-down
-/// candidates. Encodes exactly as `M` with its `snapshot` set; `rest.snapshot` stays `None`.
+/// `CanRemoveNodesRequest`) is already encoded and shared, not copied: a large cluster's
+/// snapshot is tens of megabytes, and one scan sends it once per drift candidate and once more
+/// for the scale-down candidates. Encodes exactly as `M` with its `snapshot` set (an embedded
+/// message and its bytes are the same on the wire); `rest.snapshot` stays `None`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WithSnapshot<M> {
-    pub snapshot: Arc<pb::ClusterSnapshot>,
+    /// The encoded `ClusterSnapshot` ([`crate::scan_snapshot::ScanSnapshot::encoded`]).
+    pub snapshot: prost::bytes::Bytes,
     pub rest: M,
 }
 
 impl<M: prost::Message> prost::Message for WithSnapshot<M> {
     fn encode_raw(&self, buf: &mut impl prost::bytes::BufMut) {
-        prost::encoding::message::encode(1, &*self.snapshot, buf);
+        prost::encoding::bytes::encode(1, &self.snapshot, buf);
         self.rest.encode_raw(buf);
     }
 
@@ -57,18 +58,18 @@ impl<M: prost::Message> prost::Message for WithSnapshot<M> {
         ctx: prost::encoding::DecodeContext,
     ) -> Result<(), prost::DecodeError> {
         if tag == 1 {
-            prost::encoding::message::merge(wire_type, Arc::make_mut(&mut self.snapshot), buf, ctx)
+            prost::encoding::bytes::merge(wire_type, &mut self.snapshot, buf, ctx)
         } else {
             self.rest.merge_field(tag, wire_type, buf, ctx)
         }
     }
 
     fn encoded_len(&self) -> usize {
-        prost::encoding::message::encoded_len(1, &*self.snapshot) + self.rest.encoded_len()
+        prost::encoding::bytes::encoded_len(1, &self.snapshot) + self.rest.encoded_len()
     }
 
     fn clear(&mut self) {
-        self.snapshot = Arc::default();
+        self.snapshot = prost::bytes::Bytes::new();
         self.rest.clear();
     }
 }
@@ -372,7 +373,7 @@ mod tests {
             ..rest.clone()
         };
         let shared = WithSnapshot {
-            snapshot: Arc::new(snapshot),
+            snapshot: snapshot.encode_to_vec().into(),
             rest,
         };
         assert_eq!(shared.encode_to_vec(), plain.encode_to_vec());

@@ -20,3 +20,4 @@ pub mod offline;
 pub mod planner;
 pub mod report;
 pub mod run;
+pub mod scan_snapshot;

@@ -390,11 +390,23 @@ pub fn survey(
     config: &Config,
     in_flight: &InFlight,
 ) -> Result<Survey, SnapshotError> {
-    let requested = requests_per_node(snapshot)?;
+    let usage: Vec<PodUsage> = snapshot.pods.iter().map(PodUsage::of).collect();
+    survey_nodes(&snapshot.nodes, &usage, config, in_flight)
+}
 
-    let mut nodes = Vec::with_capacity(snapshot.nodes.len());
+/// [`survey`] over the snapshot's nodes and what each of its pods uses, in snapshot order (the
+/// watched cache computes the usage once per pod as it arrives).
+pub fn survey_nodes<'p>(
+    snapshot_nodes: &[pb::Node],
+    pods: impl IntoIterator<Item = &'p PodUsage>,
+    config: &Config,
+    in_flight: &InFlight,
+) -> Result<Survey, SnapshotError> {
+    let requested = requests_per_node(pods)?;
+
+    let mut nodes = Vec::with_capacity(snapshot_nodes.len());
     let mut seen = BTreeSet::new();
-    for (i, node) in snapshot.nodes.iter().enumerate() {
+    for (i, node) in snapshot_nodes.iter().enumerate() {
         let meta = node.metadata.as_ref();
         let name = meta.map_or("", |m| m.name.as_str());
         if name.is_empty() {
@@ -1027,21 +1039,57 @@ impl Amount {
     }
 }
 
-/// The requests of the counted pods, per node name. Every pod's cpu and memory figures are
+/// What the planner reads of one pod: the node it is bound to, whether it counts towards that
+/// node's utilization, and its cpu and memory requests (read, and so validated, counted or not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodUsage {
+    /// `spec.nodeName`; empty when unbound.
+    pub node_name: Box<str>,
+    pub counted: bool,
+    requests: Result<Amount, Box<SnapshotError>>,
+}
+
+impl PodUsage {
+    /// Reads a pod. A field it cannot read is kept as the error, its path relative to the pod
+    /// (`.spec.containers[0]…`), and reported by [`survey_nodes`] with the pod's position.
+    pub fn of(pod: &pb::Pod) -> PodUsage {
+        PodUsage {
+            node_name: pod
+                .spec
+                .as_ref()
+                .map_or("", |spec| spec.node_name.as_str())
+                .into(),
+            counted: counts_for_utilization(pod),
+            requests: pod_requests(pod, &String::new).map_err(Box::new),
+        }
+    }
+
+    /// The pod's requests, or the field that cannot be read (path relative to the pod).
+    pub fn error(&self) -> Option<&SnapshotError> {
+        self.requests.as_ref().err().map(|error| &**error)
+    }
+}
+
+/// The requests of the counted pods, per node name. Every pod's cpu and memory figures were
 /// read (and so validated), counted or not.
-fn requests_per_node(
-    snapshot: &pb::ClusterSnapshot,
-) -> Result<HashMap<&str, Amount>, SnapshotError> {
+fn requests_per_node<'p>(
+    pods: impl IntoIterator<Item = &'p PodUsage>,
+) -> Result<HashMap<&'p str, Amount>, SnapshotError> {
     let mut per_node: HashMap<&str, Amount> = HashMap::new();
-    for (i, pod) in snapshot.pods.iter().enumerate() {
-        let requests = pod_requests(pod, &|| format!("snapshot.pods[{i}]"))?;
-        let Some(spec) = pod.spec.as_ref() else {
-            continue;
+    for (i, pod) in pods.into_iter().enumerate() {
+        let requests = match &pod.requests {
+            Ok(requests) => *requests,
+            Err(error) => {
+                return Err(SnapshotError {
+                    path: format!("snapshot.pods[{i}]{}", error.path),
+                    message: error.message.clone(),
+                });
+            }
         };
-        if spec.node_name.is_empty() || !counts_for_utilization(pod) {
+        if pod.node_name.is_empty() || !pod.counted {
             continue;
         }
-        let total = per_node.entry(spec.node_name.as_str()).or_default();
+        let total = per_node.entry(&pod.node_name).or_default();
         *total = total.add(requests);
     }
     Ok(per_node)

@@ -58,6 +58,7 @@ use crate::planner::{
     self, Decision, InFlight, NODEGROUP_LABEL, SCALE_DOWN_STATUS_ANNOTATION, SafetyAnswers, Scan,
     Skip, SnapshotError, Timers, UnneededTimer,
 };
+use crate::scan_snapshot::ScanSnapshot;
 
 /// The longest wait between two `WatchOperation` attempts on one operation.
 const FOLLOW_BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -103,10 +104,9 @@ fn drift_plan_group(id: &str) -> Option<&str> {
 /// removals taking slots, and the groups with a rebalance in flight.
 pub fn in_flight<'a>(
     operations: impl IntoIterator<Item = &'a rb::Operation>,
-    snapshot: &pb::ClusterSnapshot,
+    nodes: &[pb::Node],
 ) -> InFlight {
-    let groups: HashMap<&str, &str> = snapshot
-        .nodes
+    let groups: HashMap<&str, &str> = nodes
         .iter()
         .filter_map(|node| {
             let meta = node.metadata.as_ref()?;
@@ -246,7 +246,7 @@ impl<S: Safety, R: Rebalancer, W: NodeWriter> Scanner<S, R, W> {
     /// is decided then, and the timers restart).
     pub async fn scan(
         &mut self,
-        snapshot: pb::ClusterSnapshot,
+        snapshot: ScanSnapshot,
         now: SystemTime,
     ) -> Result<ScanReport, SnapshotError> {
         let started = Instant::now();
@@ -284,11 +284,11 @@ impl<S: Safety, R: Rebalancer, W: NodeWriter> Scanner<S, R, W> {
 
     async fn scan_inner(
         &mut self,
-        snapshot: pb::ClusterSnapshot,
+        snapshot: ScanSnapshot,
         now: SystemTime,
     ) -> Result<ScanReport, SnapshotError> {
         let facts: HashMap<String, NodeFacts> = snapshot
-            .nodes
+            .nodes()
             .iter()
             .filter_map(|node| node.metadata.as_ref())
             .map(|meta| {
@@ -350,25 +350,28 @@ impl<S: Safety, R: Rebalancer, W: NodeWriter> Scanner<S, R, W> {
                 self.follow(operation.id.clone(), nodes);
             }
         }
-        let in_flight = in_flight(&unfinished, &snapshot);
+        let in_flight = in_flight(&unfinished, snapshot.nodes());
         self.record_operations();
 
         // 2. Survey.
-        let survey = match planner::survey(&snapshot, &self.config, &in_flight) {
+        let survey = match planner::survey_nodes(
+            snapshot.nodes(),
+            snapshot.pod_usage(),
+            &self.config,
+            &in_flight,
+        ) {
             Ok(survey) => survey,
             Err(error) => {
                 self.timers = Timers::default();
-                drop_elsewhere(snapshot);
                 return Err(error);
             }
         };
 
-        // 3. Ask: one shared copy of the snapshot for every call.
-        let snapshot = Arc::new(snapshot);
+        // 3. Ask: one shared copy of the encoded snapshot for every call.
         let mut answers = SafetyAnswers::default();
         for name in &survey.drift_candidates {
             let request = WithSnapshot {
-                snapshot: Arc::clone(&snapshot),
+                snapshot: snapshot.encoded().clone(),
                 rest: pb::CanRemoveNodeRequest {
                     snapshot: None,
                     node_name: name.clone(),
@@ -393,7 +396,7 @@ impl<S: Safety, R: Rebalancer, W: NodeWriter> Scanner<S, R, W> {
         if let Some(mut rest) = survey.can_remove_nodes_request(pb::ClusterSnapshot::default()) {
             rest.snapshot = None;
             let request = WithSnapshot {
-                snapshot: Arc::clone(&snapshot),
+                snapshot: snapshot.encoded().clone(),
                 rest,
             };
             let started = Instant::now();
@@ -409,11 +412,9 @@ impl<S: Safety, R: Rebalancer, W: NodeWriter> Scanner<S, R, W> {
                 ),
             }
         }
-        // Hundreds of thousands of small allocations for a large cluster: freed off the async
-        // workers.
-        if let Ok(snapshot) = Arc::try_unwrap(snapshot) {
-            drop_elsewhere(snapshot);
-        }
+        // The decoded nodes: thousands of small allocations for a large cluster, freed off the
+        // async workers.
+        drop_elsewhere(snapshot);
 
         // 4. Decide.
         let scan = planner::decide(

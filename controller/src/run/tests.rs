@@ -7,6 +7,8 @@ use std::time::{Duration, SystemTime};
 use vpsie_proto::rebalancer::v1 as rb;
 use vpsie_proto::safety::v1 as pb;
 
+use prost::Message as _;
+
 use super::*;
 use crate::clients::{NodeEvent, NodeRef, OperationStream, WithSnapshot};
 use crate::config::{Config, NodeGroup};
@@ -70,7 +72,8 @@ impl Safety for FakeSafety {
         &self,
         request: WithSnapshot<pb::CanRemoveNodesRequest>,
     ) -> Result<pb::CanRemoveNodesResponse, Status> {
-        assert!(!request.snapshot.nodes.is_empty());
+        let snapshot = pb::ClusterSnapshot::decode(request.snapshot.clone()).unwrap();
+        assert!(!snapshot.nodes.is_empty());
         let request = request.rest;
         {
             let mut state = self.state.lock().unwrap();
@@ -96,7 +99,8 @@ impl Safety for FakeSafety {
         &self,
         request: WithSnapshot<pb::CanRemoveNodeRequest>,
     ) -> Result<pb::CanRemoveNodeResponse, Status> {
-        assert!(!request.snapshot.nodes.is_empty());
+        let snapshot = pb::ClusterSnapshot::decode(request.snapshot.clone()).unwrap();
+        assert!(!snapshot.nodes.is_empty());
         let request = request.rest;
         {
             let mut state = self.state.lock().unwrap();
@@ -424,7 +428,10 @@ async fn a_removable_node_is_handed_over_after_the_unneeded_time_and_its_outcome
     );
     let mut scanner = scanner(config(), &safety, &rebalancer, &writer);
 
-    let report = scanner.scan(cluster(), t(0)).await.unwrap();
+    let report = scanner
+        .scan(ScanSnapshot::from_message(&cluster()), t(0))
+        .await
+        .unwrap();
     assert_eq!(
         decision(&report, "idle"),
         &Decision::Removable { since: t(0) }
@@ -450,7 +457,10 @@ async fn a_removable_node_is_handed_over_after_the_unneeded_time_and_its_outcome
 
     // Still removable, not for long enough: nothing new to write.
     let snapshot = with_status(cluster(), &writes);
-    let report = scanner.scan(snapshot.clone(), t(30)).await.unwrap();
+    let report = scanner
+        .scan(ScanSnapshot::from_message(&snapshot), t(30))
+        .await
+        .unwrap();
     assert_eq!(
         decision(&report, "idle"),
         &Decision::Removable { since: t(0) }
@@ -458,7 +468,10 @@ async fn a_removable_node_is_handed_over_after_the_unneeded_time_and_its_outcome
     assert!(writer.take().is_empty());
 
     // Unneeded long enough: one RemoveNodes, an Event, and the outcome once it ends.
-    let report = scanner.scan(snapshot.clone(), t(60)).await.unwrap();
+    let report = scanner
+        .scan(ScanSnapshot::from_message(&snapshot), t(60))
+        .await
+        .unwrap();
     assert_eq!(
         decision(&report, "idle"),
         &Decision::Eligible { since: t(0) }
@@ -480,7 +493,10 @@ async fn a_removable_node_is_handed_over_after_the_unneeded_time_and_its_outcome
     assert!(statuses(&writes).is_empty(), "{writes:?}");
 
     // The same removal is not submitted twice.
-    scanner.scan(snapshot, t(90)).await.unwrap();
+    scanner
+        .scan(ScanSnapshot::from_message(&snapshot), t(90))
+        .await
+        .unwrap();
     assert_eq!(rebalancer.removals().len(), 1);
 }
 
@@ -494,7 +510,10 @@ async fn a_blocked_node_shows_the_safety_message_once() {
     safety.block("idle", "pod default/c has no other home");
     let mut scanner = scanner(config(), &safety, &rebalancer, &writer);
 
-    let report = scanner.scan(cluster(), t(0)).await.unwrap();
+    let report = scanner
+        .scan(ScanSnapshot::from_message(&cluster()), t(0))
+        .await
+        .unwrap();
     assert!(matches!(
         decision(&report, "idle"),
         Decision::Blocked { .. }
@@ -514,11 +533,17 @@ async fn a_blocked_node_shows_the_safety_message_once() {
     assert_eq!(event.note, "blocked: pod default/c has no other home");
 
     // The cache has not caught up with the annotation yet: no second write.
-    scanner.scan(cluster(), t(10)).await.unwrap();
+    scanner
+        .scan(ScanSnapshot::from_message(&cluster()), t(10))
+        .await
+        .unwrap();
     assert!(writer.take().is_empty());
     // It has: still nothing.
     scanner
-        .scan(with_status(cluster(), &writes), t(20))
+        .scan(
+            ScanSnapshot::from_message(&with_status(cluster(), &writes)),
+            t(20),
+        )
         .await
         .unwrap();
     assert!(writer.take().is_empty());
@@ -526,7 +551,10 @@ async fn a_blocked_node_shows_the_safety_message_once() {
     // Unblocked: the status changes, with an Event; the timer starts then.
     safety.unblock("idle");
     let report = scanner
-        .scan(with_status(cluster(), &writes), t(30))
+        .scan(
+            ScanSnapshot::from_message(&with_status(cluster(), &writes)),
+            t(30),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -548,11 +576,17 @@ async fn no_answer_from_the_safety_service_blocks_and_restarts_the_timer() {
         FakeWriter::default(),
     );
     let mut scanner = scanner(config(), &safety, &rebalancer, &writer);
-    scanner.scan(cluster(), t(0)).await.unwrap();
+    scanner
+        .scan(ScanSnapshot::from_message(&cluster()), t(0))
+        .await
+        .unwrap();
     assert!(scanner.timers().removable_since.contains_key("idle"));
 
     safety.set_unavailable(true);
-    let report = scanner.scan(cluster(), t(70)).await.unwrap();
+    let report = scanner
+        .scan(ScanSnapshot::from_message(&cluster()), t(70))
+        .await
+        .unwrap();
     assert_eq!(
         decision(&report, "idle"),
         &Decision::Blocked {
@@ -563,7 +597,10 @@ async fn no_answer_from_the_safety_service_blocks_and_restarts_the_timer() {
     assert!(rebalancer.removals().is_empty());
 
     safety.set_unavailable(false);
-    let report = scanner.scan(cluster(), t(80)).await.unwrap();
+    let report = scanner
+        .scan(ScanSnapshot::from_message(&cluster()), t(80))
+        .await
+        .unwrap();
     assert_eq!(
         decision(&report, "idle"),
         &Decision::Removable { since: t(80) }
@@ -578,9 +615,15 @@ async fn nothing_is_submitted_while_the_operations_are_unknown() {
         FakeWriter::default(),
     );
     let mut scanner = scanner(config(), &safety, &rebalancer, &writer);
-    scanner.scan(cluster(), t(0)).await.unwrap();
+    scanner
+        .scan(ScanSnapshot::from_message(&cluster()), t(0))
+        .await
+        .unwrap();
     rebalancer.set_list_fails(true);
-    let report = scanner.scan(cluster(), t(60)).await.unwrap();
+    let report = scanner
+        .scan(ScanSnapshot::from_message(&cluster()), t(60))
+        .await
+        .unwrap();
     assert_eq!(
         decision(&report, "idle"),
         &Decision::Eligible { since: t(0) }
@@ -589,7 +632,10 @@ async fn nothing_is_submitted_while_the_operations_are_unknown() {
     assert!(rebalancer.removals().is_empty());
 
     rebalancer.set_list_fails(false);
-    let report = scanner.scan(cluster(), t(70)).await.unwrap();
+    let report = scanner
+        .scan(ScanSnapshot::from_message(&cluster()), t(70))
+        .await
+        .unwrap();
     assert_eq!(report.submitted.len(), 1);
 }
 
@@ -613,7 +659,10 @@ async fn operations_in_flight_take_their_nodes_and_slots_and_are_followed() {
         ..Default::default()
     });
     let mut scanner = scanner(config(), &safety, &rebalancer, &writer);
-    let report = scanner.scan(cluster(), t(0)).await.unwrap();
+    let report = scanner
+        .scan(ScanSnapshot::from_message(&cluster()), t(0))
+        .await
+        .unwrap();
     assert_eq!(
         decision(&report, "busy-2"),
         &Decision::NotCandidate(Skip::InOperation)
@@ -621,7 +670,10 @@ async fn operations_in_flight_take_their_nodes_and_slots_and_are_followed() {
     assert!(scanner.followed().contains("remove-0000000000000001"));
 
     // maxParallel 1 is taken: idle waits.
-    let report = scanner.scan(cluster(), t(60)).await.unwrap();
+    let report = scanner
+        .scan(ScanSnapshot::from_message(&cluster()), t(60))
+        .await
+        .unwrap();
     assert_eq!(
         decision(&report, "idle"),
         &Decision::Waiting { since: t(0) }
@@ -653,7 +705,10 @@ async fn a_drifted_node_gets_one_plan_with_a_stable_id() {
         FakeWriter::default(),
     );
     let mut scanner = scanner(drifted_config(), &safety, &rebalancer, &writer);
-    let report = scanner.scan(drifted_cluster(), t(0)).await.unwrap();
+    let report = scanner
+        .scan(ScanSnapshot::from_message(&drifted_cluster()), t(0))
+        .await
+        .unwrap();
     let plans = rebalancer.plans();
     assert_eq!(plans.len(), 1);
     let plan = plans[0].plan.as_ref().unwrap();
@@ -673,7 +728,10 @@ async fn a_drifted_node_gets_one_plan_with_a_stable_id() {
     assert!(events(&writer.take()).contains(&("busy-1".to_owned(), "Rebalance")));
 
     // The plan is in flight: not asked again, not submitted again.
-    let report = scanner.scan(drifted_cluster(), t(10)).await.unwrap();
+    let report = scanner
+        .scan(ScanSnapshot::from_message(&drifted_cluster()), t(10))
+        .await
+        .unwrap();
     assert_eq!(rebalancer.plans().len(), 1);
     assert_eq!(
         decision(&report, "busy-1"),
@@ -689,7 +747,10 @@ async fn a_drifted_node_gets_one_plan_with_a_stable_id() {
         operation.state = rb::OperationState::Failed as i32;
     }
     let mut next_leader = scanner_for(&safety, &rebalancer, &writer);
-    next_leader.scan(drifted_cluster(), t(20)).await.unwrap();
+    next_leader
+        .scan(ScanSnapshot::from_message(&drifted_cluster()), t(20))
+        .await
+        .unwrap();
     assert_eq!(rebalancer.plans().len(), 1);
 }
 
@@ -711,9 +772,15 @@ async fn dry_run_writes_nothing_and_says_so_to_the_rebalancer() {
     let mut config = config();
     config.dry_run = true;
     let mut scanner = scanner(config, &safety, &rebalancer, &writer);
-    let report = scanner.scan(cluster(), t(0)).await.unwrap();
+    let report = scanner
+        .scan(ScanSnapshot::from_message(&cluster()), t(0))
+        .await
+        .unwrap();
     assert_eq!(report.status_changes, 1);
-    let report = scanner.scan(cluster(), t(60)).await.unwrap();
+    let report = scanner
+        .scan(ScanSnapshot::from_message(&cluster()), t(60))
+        .await
+        .unwrap();
     assert_eq!(report.submitted.len(), 1);
     scanner.wait_for_followers().await;
     assert!(rebalancer.removals()[0].dry_run);
@@ -755,7 +822,7 @@ fn in_flight_covers_replacements_and_drift_groups() {
             ..Default::default()
         },
     ];
-    let in_flight = in_flight(&operations, &cluster());
+    let in_flight = in_flight(&operations, &cluster().nodes);
     assert_eq!(
         in_flight.replacing,
         BTreeSet::from(["old-1".to_owned(), "new-1".to_owned()])
