@@ -1,7 +1,9 @@
 //! The online loop's I/O, behind three small traits so that the loop is tested without sockets:
 //! [`Safety`] (the safety-service), [`Rebalancer`] (the rebalancer-service) and [`NodeWriter`]
 //! (the `scale-down-status` annotation and Events on Nodes). The real adapters are thin: tonic
-//! clients over lazily connected channels, and kube-rs.
+//! clients over lazily connected channels (TLS for `https://` endpoints), and kube-rs. Each gRPC
+//! call is a client span (`<service>/<method>`, a child of the scan's span) whose W3C trace
+//! context goes to the service in the request metadata.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,8 +15,11 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use serde_json::json;
+use telemetry::propagation::{TracedChannel, client_span, record_status, traced};
+use telemetry::tls::ClientTlsFiles;
 use tonic::Status;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
+use tracing::Instrument as _;
 use vpsie_proto::rebalancer::v1::{self as rb, rebalancer_service_client::RebalancerServiceClient};
 use vpsie_proto::safety::v1 as pb;
 
@@ -144,24 +149,47 @@ pub trait NodeWriter: Clone + Send + Sync + 'static {
 }
 
 /// A channel that connects on first use and reconnects as needed, so that a service that is
-/// not up yet only fails the calls made meanwhile.
-pub fn lazy_channel(endpoint: &str) -> anyhow::Result<Channel> {
-    let endpoint = Endpoint::from_shared(endpoint.to_owned())
-        .map_err(|error| anyhow::anyhow!("invalid endpoint {endpoint:?}: {error}"))?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_keepalive(Some(Duration::from_secs(30)));
-    Ok(endpoint.connect_lazy())
+/// not up yet only fails the calls made meanwhile. `https://` endpoints use TLS with `tls`
+/// (CA, optional client certificate); TLS files with an `http://` endpoint are an error.
+pub fn lazy_channel(endpoint: &str, tls: &ClientTlsFiles) -> anyhow::Result<Channel> {
+    Ok(telemetry::tls::channel(endpoint, tls, |endpoint| {
+        endpoint
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_keepalive(Some(Duration::from_secs(30)))
+    })?)
 }
+
+/// Runs one call in its client span and records its status there.
+async fn traced_call<T>(
+    service: &'static str,
+    method: &'static str,
+    call: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    let span = client_span(service, method);
+    let result = call.instrument(span.clone()).await;
+    record_status(
+        &span,
+        result
+            .as_ref()
+            .map_or_else(Status::code, |_| tonic::Code::Ok),
+    );
+    result
+}
+
+const SAFETY: &str = "vpsie.safety.v1.SafetyService";
+const REBALANCER: &str = "vpsie.rebalancer.v1.RebalancerService";
 
 /// The safety-service over gRPC (tonic's generic client, so that the snapshot is shared).
 #[derive(Debug, Clone)]
 pub struct GrpcSafety {
-    channel: Channel,
+    channel: TracedChannel,
 }
 
 impl GrpcSafety {
     pub fn new(channel: Channel) -> Self {
-        GrpcSafety { channel }
+        GrpcSafety {
+            channel: traced(channel),
+        }
     }
 
     async fn unary<Req, Resp>(&self, method: &'static str, request: Req) -> Result<Resp, Status>
@@ -195,29 +223,37 @@ impl Safety for GrpcSafety {
         &self,
         request: WithSnapshot<pb::CanRemoveNodesRequest>,
     ) -> Result<pb::CanRemoveNodesResponse, Status> {
-        self.unary("/vpsie.safety.v1.SafetyService/CanRemoveNodes", request)
-            .await
+        traced_call(
+            SAFETY,
+            "CanRemoveNodes",
+            self.unary("/vpsie.safety.v1.SafetyService/CanRemoveNodes", request),
+        )
+        .await
     }
 
     async fn can_remove_node(
         &self,
         request: WithSnapshot<pb::CanRemoveNodeRequest>,
     ) -> Result<pb::CanRemoveNodeResponse, Status> {
-        self.unary("/vpsie.safety.v1.SafetyService/CanRemoveNode", request)
-            .await
+        traced_call(
+            SAFETY,
+            "CanRemoveNode",
+            self.unary("/vpsie.safety.v1.SafetyService/CanRemoveNode", request),
+        )
+        .await
     }
 }
 
 /// The rebalancer-service over gRPC.
 #[derive(Debug, Clone)]
 pub struct GrpcRebalancer {
-    client: RebalancerServiceClient<Channel>,
+    client: RebalancerServiceClient<TracedChannel>,
 }
 
 impl GrpcRebalancer {
     pub fn new(channel: Channel) -> Self {
         GrpcRebalancer {
-            client: RebalancerServiceClient::new(channel)
+            client: RebalancerServiceClient::new(traced(channel))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         }
@@ -227,27 +263,27 @@ impl GrpcRebalancer {
 impl Rebalancer for GrpcRebalancer {
     async fn remove_nodes(&self, request: rb::RemoveNodesRequest) -> Result<rb::Operation, Status> {
         let mut client = self.client.clone();
-        Ok(client
-            .remove_nodes(with_timeout(request, REBALANCER_TIMEOUT))
+        let call = client.remove_nodes(with_timeout(request, REBALANCER_TIMEOUT));
+        Ok(traced_call(REBALANCER, "RemoveNodes", call)
             .await?
             .into_inner())
     }
 
     async fn execute_plan(&self, request: rb::ExecutePlanRequest) -> Result<rb::Operation, Status> {
         let mut client = self.client.clone();
-        Ok(client
-            .execute_plan(with_timeout(request, REBALANCER_TIMEOUT))
+        let call = client.execute_plan(with_timeout(request, REBALANCER_TIMEOUT));
+        Ok(traced_call(REBALANCER, "ExecutePlan", call)
             .await?
             .into_inner())
     }
 
     async fn list_operations(&self) -> Result<Vec<rb::Operation>, Status> {
         let mut client = self.client.clone();
-        Ok(client
-            .list_operations(with_timeout(
-                rb::ListOperationsRequest {},
-                REBALANCER_TIMEOUT,
-            ))
+        let call = client.list_operations(with_timeout(
+            rb::ListOperationsRequest {},
+            REBALANCER_TIMEOUT,
+        ));
+        Ok(traced_call(REBALANCER, "ListOperations", call)
             .await?
             .into_inner()
             .operations)

@@ -13,7 +13,7 @@ use controller::config::Config;
 use controller::leader::{self, LeaderConfig};
 use controller::offline::{self, PlanRequest};
 use controller::run::{self as online, RunOptions};
-use tracing_subscriber::EnvFilter;
+use telemetry::tls::ClientTlsFiles;
 
 /// Finds underutilised and drifted VPSie nodes, asks the safety-service whether they can go, and
 /// hands the work to the rebalancer-service.
@@ -35,7 +35,7 @@ enum Command {
     /// removals and drift replacements to the rebalancer-service. Kubeconfig from KUBECONFIG or
     /// in-cluster; the Lease lives in POD_NAMESPACE (default `default`). SIGTERM or Ctrl-C stop
     /// it and release the Lease. A bad configuration exits with status 2.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +86,33 @@ struct RunArgs {
     /// sixth.
     #[arg(long, env = "LEADER_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     lease_duration: Duration,
+
+    /// The CA (PEM) the safety-service's certificate must chain to, for an https://
+    /// --safety-endpoint (default: the system's roots).
+    #[arg(long, env = "SAFETY_TLS_CA")]
+    safety_tls_ca: Option<PathBuf>,
+
+    /// The client certificate (PEM) presented to the safety-service; needs --safety-tls-key.
+    #[arg(long, env = "SAFETY_TLS_CERT")]
+    safety_tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --safety-tls-cert.
+    #[arg(long, env = "SAFETY_TLS_KEY")]
+    safety_tls_key: Option<PathBuf>,
+
+    /// The CA (PEM) the rebalancer-service's certificate must chain to, for an https://
+    /// --rebalancer-endpoint (default: the system's roots).
+    #[arg(long, env = "REBALANCER_TLS_CA")]
+    rebalancer_tls_ca: Option<PathBuf>,
+
+    /// The client certificate (PEM) presented to the rebalancer-service; needs
+    /// --rebalancer-tls-key.
+    #[arg(long, env = "REBALANCER_TLS_CERT")]
+    rebalancer_tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --rebalancer-tls-cert.
+    #[arg(long, env = "REBALANCER_TLS_KEY")]
+    rebalancer_tls_key: Option<PathBuf>,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -97,28 +124,33 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Logs on stderr, filtered by `RUST_LOG` (default `default_level`), as JSON lines when
-/// `LOG_FORMAT=json`.
-fn init_tracing(default_level: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if std::env::var("LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json")) {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
+/// `LOG_FORMAT=json`; spans exported over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (this
+/// needs the runtime: call it inside). Keep the guard until the end, then shut it down while
+/// the runtime still runs.
+fn init_tracing(default_level: &'static str) -> Result<telemetry::logs::Guard, ExitCode> {
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json"));
+    let options = telemetry::logs::Options {
+        default_level,
+        // JSON lines keep the event's fields under "fields".
+        flatten_json_fields: false,
+        ansi: Some(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        ..telemetry::logs::Options::new(
+            "controller",
+            if json {
+                telemetry::logs::LogFormat::Json
+            } else {
+                telemetry::logs::LogFormat::Text
+            },
+        )
+    };
+    telemetry::logs::init(&options).map_err(|error| {
+        eprintln!("controller: {error}");
+        ExitCode::from(1)
+    })
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The offline report is the output; the online loop's decisions are its log lines.
-    init_tracing(match cli.command {
-        Command::Plan(_) => "warn",
-        Command::Run(_) => "info",
-    });
     match cli.command {
         Command::Plan(args) => plan(args),
         Command::Run(args) => run(&args),
@@ -137,6 +169,20 @@ fn plan(args: PlanArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // The offline report is the output: only warnings are logged.
+    let telemetry = {
+        let _runtime = runtime.enter();
+        match init_tracing("warn") {
+            Ok(guard) => guard,
+            Err(code) => return code,
+        }
+    };
+    let code = plan_with(&runtime, args);
+    telemetry.shutdown();
+    code
+}
+
+fn plan_with(runtime: &tokio::runtime::Runtime, args: PlanArgs) -> ExitCode {
     let request = PlanRequest {
         cluster_file: args.cluster_file,
         config: args.config,
@@ -166,6 +212,31 @@ fn plan(args: PlanArgs) -> ExitCode {
 }
 
 fn run(args: &RunArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("controller run: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    // The online loop's decisions are its log lines.
+    let telemetry = {
+        let _runtime = runtime.enter();
+        match init_tracing("info") {
+            Ok(guard) => guard,
+            Err(code) => return code,
+        }
+    };
+    let code = run_with(&runtime, args);
+    // Export the spans still queued (the runtime drives the exporter's connection).
+    telemetry.shutdown();
+    code
+}
+
+fn run_with(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> ExitCode {
     let config = match Config::load(&args.config) {
         Ok(config) => config,
         Err(error) => {
@@ -178,16 +249,6 @@ fn run(args: &RunArgs) -> ExitCode {
             "controller run: --rebalancer-endpoint (REBALANCER_ENDPOINT) is required: removals and replacements go through the rebalancer-service"
         );
         return ExitCode::from(2);
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("controller run: cannot start the async runtime: {error}");
-            return ExitCode::from(1);
-        }
     };
     match runtime.block_on(run_online(args, config, rebalancer_endpoint)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -229,6 +290,18 @@ async fn run_online(
         config,
         safety_endpoint,
         rebalancer_endpoint,
+        safety_tls: ClientTlsFiles {
+            ca: args.safety_tls_ca.clone(),
+            cert: args.safety_tls_cert.clone(),
+            key: args.safety_tls_key.clone(),
+            flag: "--safety-tls",
+        },
+        rebalancer_tls: ClientTlsFiles {
+            ca: args.rebalancer_tls_ca.clone(),
+            cert: args.rebalancer_tls_cert.clone(),
+            key: args.rebalancer_tls_key.clone(),
+            flag: "--rebalancer-tls",
+        },
         metrics_listener,
         leader: LeaderConfig::new(&args.namespace, &identity)
             .with_lease_duration(args.lease_duration),

@@ -40,6 +40,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures::StreamExt;
+use telemetry::tls::ClientTlsFiles;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tonic::{Code, Status};
@@ -250,7 +251,26 @@ impl<S: Safety, R: Rebalancer, W: NodeWriter> Scanner<S, R, W> {
         now: SystemTime,
     ) -> Result<ScanReport, SnapshotError> {
         let started = Instant::now();
-        let result = self.scan_inner(snapshot, now).await;
+        // Each scan is the root of its own trace: its safety and rebalancer calls are children.
+        let span = tracing::info_span!(
+            parent: None,
+            "scan",
+            nodes = tracing::field::Empty,
+            submitted = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let result =
+            tracing::Instrument::instrument(self.scan_inner(snapshot, now), span.clone()).await;
+        match &result {
+            Ok(report) => {
+                span.record("nodes", report.scan.nodes.len());
+                span.record("submitted", report.submitted.len());
+            }
+            Err(_) => {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        drop(span);
         self.metrics.record_scan(result.is_ok(), started.elapsed());
         match &result {
             Ok(report) => tracing::info!(
@@ -992,6 +1012,10 @@ pub struct RunOptions {
     pub config: Config,
     pub safety_endpoint: String,
     pub rebalancer_endpoint: String,
+    /// TLS to the safety-service (`--safety-tls-*`), for an `https://` endpoint.
+    pub safety_tls: ClientTlsFiles,
+    /// TLS to the rebalancer-service (`--rebalancer-tls-*`), for an `https://` endpoint.
+    pub rebalancer_tls: ClientTlsFiles,
     /// Where `/metrics` is served (already bound, so that port 0 works).
     pub metrics_listener: tokio::net::TcpListener,
     pub leader: LeaderConfig,
@@ -1052,8 +1076,11 @@ pub async fn run(
     })));
 
     let config = Arc::new(options.config);
-    let safety = GrpcSafety::new(lazy_channel(&options.safety_endpoint)?);
-    let rebalancer = GrpcRebalancer::new(lazy_channel(&options.rebalancer_endpoint)?);
+    let safety = GrpcSafety::new(lazy_channel(&options.safety_endpoint, &options.safety_tls)?);
+    let rebalancer = GrpcRebalancer::new(lazy_channel(
+        &options.rebalancer_endpoint,
+        &options.rebalancer_tls,
+    )?);
     let writer = KubeNodeWriter::new(client, &identity);
     tracing::info!(
         identity,

@@ -1,4 +1,5 @@
-//! The tonic adapter: `RebalancerService` over the executor's driver.
+//! The tonic adapter: `RebalancerService` over the executor's driver. Every call has a server
+//! span ([`server_span`]) carrying its status code.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -37,8 +38,20 @@ impl<C, K, S, St> RebalancerServiceImpl<C, K, S, St> {
             .as_ref()
             .map_or_else(Status::code, |_| tonic::Code::Ok);
         self.metrics.record_call(method, code, started.elapsed());
+        // The call's server span (see [`server_span`]).
+        telemetry::propagation::record_status(&tracing::Span::current(), code);
         result
     }
+}
+
+/// The server span of a call (tonic's `trace_fn`): a child of the caller's span when the request
+/// carries a W3C `traceparent`. The operation a call starts runs in a child of this span.
+pub fn server_span(request: &http::Request<()>) -> tracing::Span {
+    telemetry::propagation::server_span(
+        request.uri().path(),
+        request.headers(),
+        <pb::rebalancer_service_server::RebalancerServiceServer<()> as tonic::server::NamedService>::NAME,
+    )
 }
 
 fn submit_status(error: SubmitError) -> Status {

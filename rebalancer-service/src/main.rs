@@ -17,7 +17,7 @@ use rebalancer_service::safety_client::SafetyCheck;
 use rebalancer_service::store::ConfigMapStore;
 use rebalancer_service::vpsie::{Credentials, DEFAULT_BASE_URL, VpsieClient, VpsieConfig};
 use rebalancer_service::vpsie_cloud::VpsieCloud;
-use tracing_subscriber::EnvFilter;
+use telemetry::tls::{ClientTlsFiles, ServerTlsFiles};
 use vpsie_proto::rebalancer::v1::rebalancer_service_server::RebalancerServiceServer;
 
 /// Rebalancer: replaces and removes VPSie nodes safely, in batches, never twice, never blind.
@@ -61,21 +61,35 @@ struct Args {
     #[arg(long, env = "REBALANCER_NODE_POLL_SECONDS", default_value_t = 5)]
     node_poll_seconds: u64,
 
-    /// `text` or `json` log lines; the level comes from RUST_LOG (default info).
+    /// `text` or `json` log lines; the level comes from RUST_LOG (default info). Traces go to
+    /// an OTLP collector when OTEL_EXPORTER_OTLP_ENDPOINT is set.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     log_format: String,
-}
 
-fn init_tracing(format: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.init();
-    }
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "REBALANCER_SERVICE_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "REBALANCER_SERVICE_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, env = "REBALANCER_SERVICE_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
+
+    /// The CA (PEM) the safety-service's certificate must chain to, for an https://
+    /// --safety-endpoint (default: the system's roots).
+    #[arg(long, env = "SAFETY_TLS_CA")]
+    safety_tls_ca: Option<PathBuf>,
+
+    /// The client certificate (PEM) presented to the safety-service; needs --safety-tls-key.
+    #[arg(long, env = "SAFETY_TLS_CERT")]
+    safety_tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --safety-tls-cert.
+    #[arg(long, env = "SAFETY_TLS_KEY")]
+    safety_tls_key: Option<PathBuf>,
 }
 
 async fn shutdown_signal() {
@@ -102,7 +116,20 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_tracing(&args.log_format);
+    let format = if args.log_format == "json" {
+        telemetry::logs::LogFormat::Json
+    } else {
+        telemetry::logs::LogFormat::Text
+    };
+    let telemetry =
+        telemetry::logs::init(&telemetry::logs::Options::new("rebalancer-service", format))
+            .context("setting up logs and traces")?;
+    let server_tls = ServerTlsFiles::from_flags(
+        args.tls_cert.clone(),
+        args.tls_key.clone(),
+        args.tls_client_ca.clone(),
+    )?;
+    let server_tls_config = server_tls.as_ref().map(ServerTlsFiles::load).transpose()?;
 
     let mut kube_config = kube::Config::infer()
         .await
@@ -126,9 +153,14 @@ async fn main() -> anyhow::Result<()> {
     let vpsie =
         VpsieClient::with_observer(config, observer).context("configuring the VPSie client")?;
     let breaker = vpsie.clone();
-    let safety_channel = tonic::transport::Endpoint::from_shared(args.safety_endpoint.clone())
-        .context("--safety-endpoint")?
-        .connect_lazy();
+    let safety_tls = ClientTlsFiles {
+        ca: args.safety_tls_ca.clone(),
+        cert: args.safety_tls_cert.clone(),
+        key: args.safety_tls_key.clone(),
+        flag: "--safety-tls",
+    };
+    let safety_channel = telemetry::tls::channel(&args.safety_endpoint, &safety_tls, |e| e)
+        .context("--safety-endpoint")?;
 
     let polling = Polling {
         node_ready: Duration::from_secs(args.node_poll_seconds.max(1)),
@@ -169,6 +201,7 @@ async fn main() -> anyhow::Result<()> {
     let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
         .await
         .with_context(|| format!("binding the metrics listener on {}", args.metrics_listen))?;
+    let metrics_listener_addr = metrics_listener.local_addr()?;
     let probe: Probe = {
         let driver = Arc::clone(&driver);
         Arc::new(move || {
@@ -201,23 +234,45 @@ async fn main() -> anyhow::Result<()> {
             let _ = metrics_stopped.await;
         },
     ));
-    tracing::info!(listen = %listener.local_addr()?, resumed, namespace = %args.namespace, "rebalancer-service serving");
-    tonic::transport::Server::builder()
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        metrics_listen = %metrics_listener_addr,
+        resumed,
+        namespace = %args.namespace,
+        tls = server_tls.is_some(),
+        client_certificates = server_tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        tracing = telemetry.exporting(),
+        "rebalancer-service serving"
+    );
+    let router = tonic::transport::Server::builder()
+        .trace_fn(rebalancer_service::grpc::server_span)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(RebalancerServiceServer::new(RebalancerServiceImpl::new(
             driver, clock, metrics,
-        )))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown_signal(),
-        )
-        .await
-        .context("serving gRPC")?;
+        )));
+    match server_tls_config {
+        None => router
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                shutdown_signal(),
+            )
+            .await
+            .context("serving gRPC")?,
+        Some(config) => router
+            .serve_with_incoming_shutdown(
+                telemetry::tls::incoming(listener, config),
+                shutdown_signal(),
+            )
+            .await
+            .context("serving gRPC over TLS")?,
+    }
     let _ = stop_metrics.send(());
     if let Ok(Err(error)) = metrics_server.await {
         tracing::warn!(%error, "metrics server failed");
     }
+    // Export the spans still queued before exiting.
+    telemetry.shutdown();
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Prometheus metrics of the rebalancer (prometheus-client), served at `/metrics` on
 //! `--metrics-listen`:
 //!
-//! - `grpc_server_handled_total{grpc_service,grpc_method,grpc_code}` and
+//! - `grpc_server_handled_total{grpc_service,grpc_method,grpc_code}` (`grpc_code` as grpc-go
+//!   spells it: `OK`, `NotFound`, …) and
 //!   `grpc_server_handling_seconds{grpc_service,grpc_method}`;
 //! - `rebalancer_operations{state}`: operations known to this process, by state;
 //! - `vpsie_calls_total{method,route,status}`: every VPSie API attempt (`status` is the HTTP
@@ -11,8 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -26,13 +25,12 @@ const SERVICE: &str = "vpsie.rebalancer.v1.RebalancerService";
 const SECONDS_BUCKETS: [f64; 12] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HandledLabels {
     grpc_service: &'static str,
     grpc_method: &'static str,
-    grpc_code: String,
+    grpc_code: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -126,7 +124,7 @@ impl Metrics {
             .get_or_create(&HandledLabels {
                 grpc_service: SERVICE,
                 grpc_method: method,
-                grpc_code: format!("{code:?}"),
+                grpc_code: telemetry::metrics_http::grpc_code_label(code),
             })
             .inc();
         self.handling
@@ -164,36 +162,15 @@ impl Metrics {
     }
 }
 
+/// Serves `GET /metrics` on `listener` until `shutdown` completes (the shared server of
+/// [`telemetry::metrics_http`]); each scrape reads the current state through `probe`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     probe: Probe,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let metrics = Arc::clone(&metrics);
-            let probe = Arc::clone(&probe);
-            async move {
-                match metrics.encode(&probe) {
-                    Ok(body) => (
-                        StatusCode::OK,
-                        [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
-                        body,
-                    )
-                        .into_response(),
-                    Err(_) => (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "failed to encode metrics\n",
-                    )
-                        .into_response(),
-                }
-            }
-        }),
-    );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    telemetry::metrics_http::serve(listener, Arc::new(move || metrics.encode(&probe)), shutdown)
         .await
 }
 

@@ -1,10 +1,14 @@
 //! The safety re-check: a fresh snapshot from the API server, converted with the `proto` crate,
-//! sent to the safety-service's `CanRemoveNode`.
+//! sent to the safety-service's `CanRemoveNode`. The re-check is a `safety.recheck` span (a
+//! child of the operation's span) and the call a client span whose W3C trace context goes to the
+//! safety-service in the request metadata.
 
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams};
+use telemetry::propagation::{TraceInterceptor, client_span, record_status};
 use tonic::transport::Channel;
+use tracing::Instrument as _;
 use vpsie_proto::safety::v1::{self as pb, safety_service_client::SafetyServiceClient};
 
 use crate::executor::Safety;
@@ -52,10 +56,19 @@ impl SafetyCheck {
 
 impl Safety for SafetyCheck {
     async fn can_remove(&self, node: &str) -> Result<Result<(), String>, String> {
+        let span = tracing::info_span!("safety.recheck", node);
+        self.recheck(node).instrument(span).await
+    }
+}
+
+impl SafetyCheck {
+    async fn recheck(&self, node: &str) -> Result<Result<(), String>, String> {
         let snapshot = self.snapshot().await?;
-        let mut client = SafetyServiceClient::new(self.channel.clone())
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE);
+        let mut client =
+            SafetyServiceClient::with_interceptor(self.channel.clone(), TraceInterceptor)
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE);
+        let span = client_span("vpsie.safety.v1.SafetyService", "CanRemoveNode");
         let answer = client
             .can_remove_node(pb::CanRemoveNodeRequest {
                 snapshot: Some(snapshot),
@@ -68,7 +81,15 @@ impl Safety for SafetyCheck {
                     ..pb::RemovalOptions::default()
                 }),
             })
-            .await
+            .instrument(span.clone())
+            .await;
+        record_status(
+            &span,
+            answer
+                .as_ref()
+                .map_or_else(tonic::Status::code, |_| tonic::Code::Ok),
+        );
+        let answer = answer
             .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?
             .into_inner();
         Ok(if answer.removable {

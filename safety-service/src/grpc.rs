@@ -129,7 +129,10 @@ impl SafetyServiceImpl {
             Some(at) => Deadline::at(at),
             None => Deadline::NONE,
         };
+        // A child of the call's server span, on the blocking pool.
+        let span = tracing::info_span!("simulate", method);
         let joined = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             let started = Instant::now();
             let result = run(&request, deadline);
             let elapsed = started.elapsed();

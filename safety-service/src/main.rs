@@ -3,13 +3,14 @@
 //! Prometheus metrics.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use safety_service::metrics::{self, Metrics};
 use safety_service::server::{self, DEFAULT_MAX_MESSAGE_BYTES, ServerConfig};
-use tracing_subscriber::EnvFilter;
+use telemetry::tls::ServerTlsFiles;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
@@ -36,20 +37,22 @@ struct Args {
     #[arg(long, env = "METRICS_LISTEN", default_value = "0.0.0.0:9101")]
     metrics_listen: SocketAddr,
 
-    /// Log line format; the level comes from RUST_LOG (default info).
+    /// Log line format; the level comes from RUST_LOG (default info). Traces go to an OTLP
+    /// collector when OTEL_EXPORTER_OTLP_ENDPOINT is set.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-}
 
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, env = "SAFETY_SERVICE_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "SAFETY_SERVICE_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, env = "SAFETY_SERVICE_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 /// Completes on SIGTERM or Ctrl-C (SIGINT).
@@ -85,15 +88,32 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    init_tracing(args.log_format);
+    let telemetry = telemetry::logs::init(&telemetry::logs::Options::new(
+        "safety-service",
+        match args.log_format {
+            LogFormat::Text => telemetry::logs::LogFormat::Text,
+            LogFormat::Json => telemetry::logs::LogFormat::Json,
+        },
+    ))
+    .context("setting up logs and traces")?;
+    let tls = ServerTlsFiles::from_flags(args.tls_cert, args.tls_key, args.tls_client_ca)?
+        .map(|files| {
+            files
+                .load()
+                .map(|config| (config, files.client_ca.is_some()))
+        })
+        .transpose()?;
 
     let metrics = Arc::new(Metrics::new());
     let config = ServerConfig {
         max_message_bytes: args.max_message_bytes,
     };
-    let router = server::router(&config, Arc::clone(&metrics))
+    let mut router = server::router(&config, Arc::clone(&metrics))
         .await
         .context("building the gRPC services")?;
+    if let Some((tls_config, _)) = &tls {
+        router = router.with_tls(Arc::clone(tls_config));
+    }
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -105,6 +125,9 @@ async fn main() -> anyhow::Result<()> {
         listen = %listener.local_addr().context("reading the gRPC address")?,
         metrics_listen = %metrics_listener.local_addr().context("reading the metrics address")?,
         max_message_bytes = config.max_message_bytes,
+        tls = tls.is_some(),
+        client_certificates = tls.as_ref().is_some_and(|(_, required)| *required),
+        tracing = telemetry.exporting(),
         "safety-service serving"
     );
 
@@ -125,5 +148,7 @@ async fn main() -> anyhow::Result<()> {
         Err(error) => tracing::warn!(%error, "metrics server task failed"),
     }
     tracing::info!("safety-service stopped");
+    // Export the spans still queued before exiting.
+    telemetry.shutdown();
     Ok(())
 }

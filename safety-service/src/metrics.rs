@@ -1,5 +1,5 @@
-//! Prometheus metrics (prometheus-client) and the tiny HTTP server that exposes them on
-//! `--metrics-listen` at `/metrics`.
+//! Prometheus metrics (prometheus-client), exposed on `--metrics-listen` at `/metrics` by the
+//! shared server of [`telemetry::metrics_http`].
 //!
 //! - `grpc_server_handled_total{grpc_service,grpc_method,grpc_code}`: every finished call, with
 //!   the status code spelled as grpc-go spells it (`OK`, `InvalidArgument`, `DeadlineExceeded`…).
@@ -12,8 +12,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -26,8 +24,6 @@ const SECONDS_BUCKETS: [f64; 16] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
     60.0,
 ];
-
-const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 fn seconds_histogram() -> Histogram {
     Histogram::new(SECONDS_BUCKETS)
@@ -146,59 +142,17 @@ impl Metrics {
     }
 }
 
-/// A status code as grpc-go's `codes.Code.String()` spells it, the customary `grpc_code` label.
-pub fn code_label(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "Canceled",
-        Code::Unknown => "Unknown",
-        Code::InvalidArgument => "InvalidArgument",
-        Code::DeadlineExceeded => "DeadlineExceeded",
-        Code::NotFound => "NotFound",
-        Code::AlreadyExists => "AlreadyExists",
-        Code::PermissionDenied => "PermissionDenied",
-        Code::ResourceExhausted => "ResourceExhausted",
-        Code::FailedPrecondition => "FailedPrecondition",
-        Code::Aborted => "Aborted",
-        Code::OutOfRange => "OutOfRange",
-        Code::Unimplemented => "Unimplemented",
-        Code::Internal => "Internal",
-        Code::Unavailable => "Unavailable",
-        Code::DataLoss => "DataLoss",
-        Code::Unauthenticated => "Unauthenticated",
-    }
-}
+/// A status code as grpc-go spells it (`OK`, `NotFound`, …), the customary `grpc_code` label.
+pub use telemetry::metrics_http::grpc_code_label as code_label;
 
-/// Serves `GET /metrics` on `listener` until `shutdown` completes.
+/// Serves `GET /metrics` on `listener` until `shutdown` completes (the shared server of
+/// [`telemetry::metrics_http`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let metrics = Arc::clone(&metrics);
-            async move {
-                match metrics.encode() {
-                    Ok(body) => (
-                        StatusCode::OK,
-                        [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
-                        body,
-                    )
-                        .into_response(),
-                    Err(_) => (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "failed to encode metrics\n",
-                    )
-                        .into_response(),
-                }
-            }
-        }),
-    );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    telemetry::metrics_http::serve(listener, Arc::new(move || metrics.encode()), shutdown).await
 }
 
 #[cfg(test)]

@@ -452,6 +452,8 @@ impl Controller {
             config: spec.config,
             safety_endpoint: spec.safety.to_owned(),
             rebalancer_endpoint: spec.rebalancer.to_owned(),
+            safety_tls: Default::default(),
+            rebalancer_tls: Default::default(),
             metrics_listener: listener,
             leader: LeaderConfig::new("default", spec.identity)
                 .with_lease_duration(spec.lease_duration),

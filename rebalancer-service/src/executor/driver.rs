@@ -281,9 +281,15 @@ impl<C: Cloud, K: Cluster, S: Safety, St: Store> Driver<C, K, S, St> {
         Some(record.to_proto())
     }
 
+    /// Runs the operation in a task of its own, in an `operation` span: a child of the current
+    /// span, so that an operation continues the trace of the call that submitted it.
     fn spawn(self: &Arc<Self>, running: Arc<Running>) {
         let driver = Arc::clone(self);
-        tokio::spawn(async move { driver.run(running).await });
+        let span = tracing::info_span!("operation", operation = %lock(&running.record).id);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move { driver.run(running).await },
+            span,
+        ));
     }
 
     async fn persist(&self, running: &Running, record: &OperationRecord) {

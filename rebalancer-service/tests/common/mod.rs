@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use e2e_tests::kube_fake::{KubeFake, Request};
 use e2e_tests::vpsie_fake::{FakeConfig, FakeMachine, FakeNodeGroup, MachineState, VpsieFake};
 use serde_json::{Value, json};
+use telemetry::tls::ClientTlsFiles;
 use tonic::transport::Channel;
 use vpsie_proto::rebalancer::v1 as pb;
 use vpsie_proto::rebalancer::v1::rebalancer_service_client::RebalancerServiceClient;
@@ -98,6 +99,31 @@ impl Proc {
         }
     }
 
+    /// A string field of the JSON `"<name> serving"` line.
+    fn serving_field(&self, field: &str) -> Option<String> {
+        let wanted = format!("{} serving", self.name);
+        self.logs().iter().find_map(|line| {
+            let v = serde_json::from_str::<Value>(line).ok()?;
+            (v["message"] == wanted.as_str()).then(|| v[field].as_str().map(str::to_owned))?
+        })
+    }
+
+    /// SIGTERM, then waits (at most 30 s) for the exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} ignored SIGTERM", self.name);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL, then reap.
     fn kill(&mut self) {
         let _ = self.child.kill();
@@ -143,7 +169,7 @@ fn safety_binary() -> PathBuf {
         .clone()
 }
 
-fn scratch_dir() -> PathBuf {
+pub fn scratch_dir() -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
         "rebalancer-e2e-{}-{}",
@@ -307,6 +333,21 @@ pub async fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() ->
     }
 }
 
+/// What a harness adds to the default processes: TLS, traces.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// More arguments and environment of the safety-service.
+    pub safety_args: Vec<String>,
+    pub safety_env: Vec<(String, String)>,
+    /// The rebalancer reaches the safety-service at `https://localhost:<port>`.
+    pub safety_https: bool,
+    /// More arguments and environment of the rebalancer.
+    pub rebalancer_args: Vec<String>,
+    pub rebalancer_env: Vec<(String, String)>,
+    /// The test's client reaches the rebalancer at `https://127.0.0.1:<port>` with these files.
+    pub client_tls: Option<ClientTlsFiles>,
+}
+
 pub struct Harness {
     pub kube: Arc<KubeFake>,
     pub vpsie: VpsieFake,
@@ -321,6 +362,7 @@ pub struct Harness {
     /// VPSie machines that existed before the test's operations (masters and seeded workers).
     preexisting: Mutex<HashSet<String>>,
     rs_uids: Mutex<std::collections::HashMap<String, String>>,
+    extras: Extras,
 }
 
 impl Harness {
@@ -329,7 +371,11 @@ impl Harness {
         Harness::start_with(FakeConfig::default()).await
     }
 
-    pub async fn start_with(mut config: FakeConfig) -> Harness {
+    pub async fn start_with(config: FakeConfig) -> Harness {
+        Harness::start_with_extras(config, Extras::default()).await
+    }
+
+    pub async fn start_with_extras(mut config: FakeConfig, extras: Extras) -> Harness {
         if !config.node_groups.iter().any(|g| g.group_name == GENERAL) {
             config.node_groups.push(FakeNodeGroup::new(102, GENERAL));
         }
@@ -352,6 +398,8 @@ impl Harness {
         safety_cmd
             .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .args(["--log-format", "json"])
+            .args(&extras.safety_args)
+            .envs(extras.safety_env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1");
         let mut safety = Proc::spawn("safety-service", safety_cmd);
@@ -362,6 +410,7 @@ impl Harness {
             safety_addr,
             &vpsie.base_url(),
             &vpsie.cluster_id(),
+            &extras,
         )
         .await;
         Harness {
@@ -376,6 +425,7 @@ impl Harness {
             kubeconfig,
             preexisting: Mutex::new(preexisting),
             rs_uids: Mutex::new(Default::default()),
+            extras,
         }
     }
 
@@ -384,6 +434,7 @@ impl Harness {
         safety: SocketAddr,
         vpsie_url: &str,
         cluster: &str,
+        extras: &Extras,
     ) -> (Proc, RebalancerServiceClient<Channel>) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rebalancer-service"));
         for var in [
@@ -407,26 +458,43 @@ impl Harness {
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-            .args(["--safety-endpoint", &format!("http://{safety}")])
+            .args([
+                "--safety-endpoint",
+                &if extras.safety_https {
+                    format!("https://localhost:{}", safety.port())
+                } else {
+                    format!("http://{safety}")
+                },
+            ])
             .args(["--vpsie-url", vpsie_url, "--vpsie-allow-http"])
             .args(["--vpsie-cluster", cluster])
             .args(["--namespace", NAMESPACE])
             .args(["--node-poll-seconds", "1"])
-            .args(["--log-format", "json"]);
+            .args(["--log-format", "json"])
+            .args(&extras.rebalancer_args)
+            .envs(extras.rebalancer_env.iter().map(|(k, v)| (k, v)));
         let mut proc = Proc::spawn("rebalancer-service", cmd);
         let addr = proc.wait_listening();
-        let url = format!("http://{addr}");
         let deadline = Instant::now() + Duration::from_secs(30);
-        let channel = loop {
-            match tonic::transport::Endpoint::from_shared(url.clone())
-                .expect("endpoint")
-                .connect()
-                .await
-            {
-                Ok(channel) => break channel,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "cannot connect to {url}: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+        let channel = match &extras.client_tls {
+            Some(tls) => {
+                let url = format!("https://127.0.0.1:{}", addr.port());
+                telemetry::tls::channel(&url, tls, |e| e).expect("TLS channel")
+            }
+            None => {
+                let url = format!("http://{addr}");
+                loop {
+                    match tonic::transport::Endpoint::from_shared(url.clone())
+                        .expect("endpoint")
+                        .connect()
+                        .await
+                    {
+                        Ok(channel) => break channel,
+                        Err(e) => {
+                            assert!(Instant::now() < deadline, "cannot connect to {url}: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
                 }
             }
         };
@@ -470,10 +538,44 @@ impl Harness {
             self.safety_addr,
             &self.vpsie.base_url(),
             &self.vpsie.cluster_id(),
+            &self.extras,
         )
         .await;
         self.rebalancer = Some(proc);
         self.client = client;
+    }
+
+    /// The rebalancer's `/metrics` address.
+    pub fn rebalancer_metrics(&self) -> SocketAddr {
+        self.rebalancer
+            .as_ref()
+            .and_then(|proc| proc.serving_field("metrics_listen"))
+            .and_then(|addr| addr.parse().ok())
+            .expect("the serving line names metrics_listen")
+    }
+
+    /// The rebalancer's gRPC address.
+    pub fn rebalancer_addr(&self) -> SocketAddr {
+        self.rebalancer
+            .as_ref()
+            .and_then(|proc| proc.serving_field("listen"))
+            .and_then(|addr| addr.parse().ok())
+            .expect("the serving line names listen")
+    }
+
+    /// SIGTERMs both services (the rebalancer first) and returns their exit statuses.
+    pub fn terminate_services(&mut self) -> (std::process::ExitStatus, std::process::ExitStatus) {
+        let rebalancer = self
+            .rebalancer
+            .as_mut()
+            .map(Proc::terminate)
+            .expect("a running rebalancer");
+        (rebalancer, self.safety.terminate())
+    }
+
+    /// The safety-service's stderr lines.
+    pub fn safety_logs(&self) -> Vec<String> {
+        self.safety.logs()
     }
 
     /// The current rebalancer process's stderr lines.

@@ -12,6 +12,9 @@
 //! # }
 //! ```
 //!
+//! With [`Router::with_tls`] every connection is a TLS one (rustls, ALPN `h2`; client
+//! certificates required when the configuration has a client CA).
+//!
 //! hyper is driven directly rather than through `tonic::transport::Server` because tonic's
 //! transport answers an expired `grpc-timeout` with `CANCELLED`; the contract says
 //! `DEADLINE_EXCEEDED`, which [`observe::Observe`] answers instead. The same layer answers an
@@ -72,12 +75,22 @@ pub enum ServerError {
 }
 
 /// Every service of the server, ready to serve.
-#[derive(Debug)]
 pub struct Router {
     routes: Routes,
     health: HealthReporter,
     metrics: Arc<Metrics>,
     max_message_bytes: usize,
+    tls: Option<telemetry::tls::Acceptor>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("routes", &self.routes)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Assembles `SafetyService` (with the configured message limit), health (the server and
@@ -110,10 +123,18 @@ pub async fn router(config: &ServerConfig, metrics: Arc<Metrics>) -> Result<Rout
         health,
         metrics,
         max_message_bytes: config.max_message_bytes,
+        tls: None,
     })
 }
 
 impl Router {
+    /// Serves over TLS with `config` (see [`telemetry::tls::ServerTlsFiles`]): each accepted
+    /// connection does its handshake in its own task, then speaks HTTP/2 as without TLS.
+    pub fn with_tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(telemetry::tls::Acceptor::new(config));
+        self
+    }
+
     /// The health reporter, e.g. to report `NOT_SERVING` from elsewhere.
     pub fn health_reporter(&self) -> HealthReporter {
         self.health.clone()
@@ -148,13 +169,39 @@ impl Router {
                         if let Err(error) = stream.set_nodelay(true) {
                             tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
                         }
-                        let connection = graceful
-                            .watch(http2.serve_connection(TokioIo::new(stream), service.clone()));
-                        tokio::spawn(async move {
-                            if let Err(error) = connection.await {
-                                tracing::debug!(%peer, %error, "connection ended with an error");
+                        match &self.tls {
+                            None => {
+                                let connection = graceful.watch(
+                                    http2.serve_connection(TokioIo::new(stream), service.clone()),
+                                );
+                                tokio::spawn(async move {
+                                    if let Err(error) = connection.await {
+                                        tracing::debug!(%peer, %error, "connection ended with an error");
+                                    }
+                                });
                             }
-                        });
+                            Some(acceptor) => {
+                                let acceptor = acceptor.clone();
+                                let watcher = graceful.watcher();
+                                let http2 = http2.clone();
+                                let service = service.clone();
+                                tokio::spawn(async move {
+                                    let stream = match acceptor.accept(stream).await {
+                                        Ok(stream) => stream,
+                                        Err(error) => {
+                                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                                            return;
+                                        }
+                                    };
+                                    let connection = watcher.watch(
+                                        http2.serve_connection(TokioIo::new(stream), service),
+                                    );
+                                    if let Err(error) = connection.await {
+                                        tracing::debug!(%peer, %error, "connection ended with an error");
+                                    }
+                                });
+                            }
+                        }
                     }
                     Err(error) => {
                         tracing::warn!(%error, "accepting a connection failed");

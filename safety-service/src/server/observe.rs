@@ -1,7 +1,8 @@
-//! The HTTP-level layer every gRPC call goes through: it starts the call's clock, turns the
+//! The HTTP-level layer every gRPC call goes through: it starts the call's clock and its server
+//! span (child of the caller's span when the request carries a W3C `traceparent`), turns the
 //! `grpc-timeout` header into a deadline (answering `DEADLINE_EXCEEDED` itself once it passes),
 //! enforces the request size limit ([`LimitedBody`]), and when the response ends records the
-//! call's metrics and writes its one log line.
+//! call's metrics, writes its one log line and closes the span with the call's status code.
 //!
 //! It replaces tonic's own transport timeout, which answers `CANCELLED` ("Timeout expired")
 //! where the contract asks for `DEADLINE_EXCEEDED`.
@@ -17,6 +18,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::{Code, Status};
+use tracing::Instrument as _;
 use vpsie_proto::safety::v1::safety_service_server::SafetyServiceServer;
 
 use crate::grpc::{GRPC_TIMEOUT_HEADER, SafetyServiceImpl, parse_grpc_timeout};
@@ -170,6 +172,8 @@ struct CallRecorder {
     service: &'static str,
     method: &'static str,
     context: CallContext,
+    /// The call's server span, closed when the call finishes.
+    span: Option<tracing::Span>,
     done: bool,
 }
 
@@ -193,6 +197,9 @@ impl CallRecorder {
             return;
         }
         let elapsed = self.context.started().elapsed();
+        if let Some(span) = self.span.take() {
+            telemetry::propagation::record_status(&span, code);
+        }
         self.metrics
             .record_handled(self.service, self.method, code, elapsed);
         log_call(
@@ -260,15 +267,21 @@ where
             .and_then(|timeout| started.checked_add(timeout));
         let context = CallContext::new(started, deadline);
         request.extensions_mut().insert(context.clone());
+        let span = telemetry::propagation::server_span(
+            request.uri().path(),
+            request.headers(),
+            SAFETY_SERVICE,
+        );
         let recorder = CallRecorder {
             metrics: Arc::clone(&self.metrics),
             service,
             method,
             context,
+            span: Some(span.clone()),
             done: false,
         };
-        let response = self.inner.call(request);
-        Box::pin(async move {
+        let response = span.in_scope(|| self.inner.call(request));
+        let call = async move {
             let response = match deadline {
                 None => response.await,
                 Some(at) => {
@@ -298,7 +311,8 @@ where
                     recorder,
                 })
             }))
-        })
+        };
+        Box::pin(call.instrument(span))
     }
 }
 
