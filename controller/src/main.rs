@@ -53,6 +53,19 @@ struct PlanArgs {
     /// this process on a loopback ephemeral port.
     #[arg(long, env = "SAFETY_ENDPOINT")]
     safety_endpoint: Option<String>,
+
+    /// The CA (PEM) the safety-service's certificate must chain to, for an https://
+    /// --safety-endpoint (default: the system's roots).
+    #[arg(long, env = "SAFETY_TLS_CA")]
+    safety_tls_ca: Option<PathBuf>,
+
+    /// The client certificate (PEM) presented to the safety-service; needs --safety-tls-key.
+    #[arg(long, env = "SAFETY_TLS_CERT")]
+    safety_tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --safety-tls-cert.
+    #[arg(long, env = "SAFETY_TLS_KEY")]
+    safety_tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -187,6 +200,12 @@ fn plan_with(runtime: &tokio::runtime::Runtime, args: PlanArgs) -> ExitCode {
         cluster_file: args.cluster_file,
         config: args.config,
         safety_endpoint: args.safety_endpoint,
+        safety_tls: ClientTlsFiles {
+            ca: args.safety_tls_ca,
+            cert: args.safety_tls_cert,
+            key: args.safety_tls_key,
+            flag: "--safety-tls",
+        },
     };
     match runtime.block_on(offline::plan(&request)) {
         Ok(report) => {

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
+use telemetry::tls::ClientTlsFiles;
 use tonic::Code;
-use tonic::transport::Channel;
 use vpsie_proto::json::JsonError;
 use vpsie_proto::safety::v1::{self as pb, safety_service_client::SafetyServiceClient};
 
@@ -41,6 +41,8 @@ pub struct PlanRequest {
     pub config: Option<PathBuf>,
     /// Without it: an in-process safety-service on loopback.
     pub safety_endpoint: Option<String>,
+    /// CA and client certificate for an `https://` safety endpoint.
+    pub safety_tls: ClientTlsFiles,
 }
 
 /// Why `controller plan` failed.
@@ -130,7 +132,7 @@ pub async fn plan(request: &PlanRequest) -> Result<String, OfflineError> {
                 (endpoint, Some(server))
             }
         };
-        let answers = ask(&endpoint, &survey, &snapshot).await;
+        let answers = ask(&endpoint, &request.safety_tls, &survey, &snapshot).await;
         if let Some(server) = server {
             server.stop().await;
         }
@@ -238,23 +240,18 @@ enum AskError {
 /// Asks `CanRemoveNodes` (always, to validate the dump) and `CanRemoveNode` per drift candidate.
 async fn ask(
     endpoint: &str,
+    tls: &ClientTlsFiles,
     survey: &planner::Survey,
     snapshot: &pb::ClusterSnapshot,
 ) -> Result<SafetyAnswers, AskError> {
-    let channel = Channel::from_shared(endpoint.to_owned())
-        .map_err(|error| {
-            AskError::Failed(anyhow::anyhow!(
-                "invalid safety-service endpoint {endpoint:?}: {error}"
-            ))
-        })?
-        .connect()
-        .await
-        .map_err(|error| {
-            AskError::Failed(anyhow::anyhow!(
-                "connecting to the safety-service at {endpoint}: {}",
-                with_sources(&error)
-            ))
-        })?;
+    // The TLS files are read and the endpoint parsed here; the connection is made by the first
+    // call, whose error names the endpoint.
+    let channel = telemetry::tls::channel(endpoint, tls, |endpoint| endpoint).map_err(|error| {
+        AskError::Failed(anyhow::anyhow!(
+            "safety-service endpoint {endpoint:?}: {}",
+            with_sources(&error)
+        ))
+    })?;
     let mut client = SafetyServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
