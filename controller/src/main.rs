@@ -171,26 +171,39 @@ fn main() -> ExitCode {
 }
 
 fn plan(args: PlanArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    // The offline report is the output: only warnings are logged.
+    with_runtime("controller plan", Some(2), "warn", |runtime| {
+        plan_with(runtime, args)
+    })
+}
+
+/// Runs a command on a tokio runtime with logs and traces set up, then exports the spans still
+/// queued (the runtime drives the exporter's connection).
+fn with_runtime(
+    command: &str,
+    worker_threads: Option<usize>,
+    default_log_level: &'static str,
+    body: impl FnOnce(&tokio::runtime::Runtime) -> ExitCode,
+) -> ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = worker_threads {
+        builder.worker_threads(threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("controller plan: cannot start the async runtime: {error}");
+            eprintln!("{command}: cannot start the async runtime: {error}");
             return ExitCode::from(1);
         }
     };
-    // The offline report is the output: only warnings are logged.
     let telemetry = {
         let _runtime = runtime.enter();
-        match init_tracing("warn") {
+        match init_tracing(default_log_level) {
             Ok(guard) => guard,
             Err(code) => return code,
         }
     };
-    let code = plan_with(&runtime, args);
+    let code = body(&runtime);
     telemetry.shutdown();
     code
 }
@@ -231,28 +244,10 @@ fn plan_with(runtime: &tokio::runtime::Runtime, args: PlanArgs) -> ExitCode {
 }
 
 fn run(args: &RunArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("controller run: cannot start the async runtime: {error}");
-            return ExitCode::from(1);
-        }
-    };
     // The online loop's decisions are its log lines.
-    let telemetry = {
-        let _runtime = runtime.enter();
-        match init_tracing("info") {
-            Ok(guard) => guard,
-            Err(code) => return code,
-        }
-    };
-    let code = run_with(&runtime, args);
-    // Export the spans still queued (the runtime drives the exporter's connection).
-    telemetry.shutdown();
-    code
+    with_runtime("controller run", None, "info", |runtime| {
+        run_with(runtime, args)
+    })
 }
 
 fn run_with(runtime: &tokio::runtime::Runtime, args: &RunArgs) -> ExitCode {
