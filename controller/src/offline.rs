@@ -22,6 +22,7 @@ use tonic::Code;
 use vpsie_proto::json::JsonError;
 use vpsie_proto::safety::v1::{self as pb, safety_service_client::SafetyServiceClient};
 
+use crate::clients::SAFETY_TIMEOUT;
 use crate::config::{Config, ConfigError, NodeGroup};
 use crate::planner::{
     self, InFlight, NODEGROUP_LABEL, SafetyAnswers, Timers, UnneededTimer, percent,
@@ -32,6 +33,8 @@ use crate::report;
 const MAX_MESSAGE_BYTES: usize = 512 * 1024 * 1024;
 /// How long the in-process server may take to stop.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How long connecting to the safety-service (TCP, then TLS for `https://`) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What `controller plan` is asked to do.
 #[derive(Debug, Clone)]
@@ -246,7 +249,14 @@ async fn ask(
 ) -> Result<SafetyAnswers, AskError> {
     // The TLS files are read and the endpoint parsed here; the connection is made by the first
     // call, whose error names the endpoint.
-    let channel = telemetry::tls::channel(endpoint, tls, |endpoint| endpoint).map_err(|error| {
+    // A safety-service that accepts the connection but never completes it (TCP, TLS) or never
+    // answers fails the command (naming the endpoint) instead of hanging it.
+    let channel = telemetry::tls::channel(endpoint, tls, |endpoint| {
+        endpoint
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(SAFETY_TIMEOUT)
+    })
+    .map_err(|error| {
         AskError::Failed(anyhow::anyhow!(
             "safety-service endpoint {endpoint:?}: {}",
             with_sources(&error)

@@ -74,9 +74,11 @@ async fn an_underutilised_node_whose_pods_fit_elsewhere_is_removed_after_unneede
     let since = removable_since(&status).unwrap_or_else(|| panic!("a time in {status:?}"));
     // Not before unneededTime: until since + 2s (the annotation's time is rounded down to the
     // second, so this is never later than the controller's own timer), n3 and its machine are
-    // untouched.
+    // untouched. The clock is read before the checks, which take a moment: stop half a second
+    // early so that a handover right at the end is not taken for an early one.
     let unneeded_end = since + Duration::from_secs(2);
-    while SystemTime::now() < unneeded_end {
+    let checks_end = unneeded_end - Duration::from_millis(500);
+    while SystemTime::now() < checks_end {
         let node = stack.node(&n3).expect("n3 exists during unneededTime");
         assert!(!touched(&node), "n3 cordoned before unneededTime: {node}");
         assert_eq!(stack.machine_state(&n3), MachineState::Running);

@@ -80,17 +80,20 @@ async fn scans_candidates_decisions_rpc_latency_and_errors_show_in_the_metrics()
     })
     .await;
 
+    // The RPC is recorded when it returns, the scan only when it ends: wait for both.
     let metrics = scrape_until(
         controller.metrics,
-        "a scan that asked the safety-service",
+        "a finished scan that asked the safety-service",
         |metrics| {
-            sample(
+            let asked = sample(
                 metrics,
                 "controller_rpc_duration_seconds_count",
                 &format!(r#"service="{SAFETY}",method="CanRemoveNodes""#),
             )
-            .is_some_and(|n| n >= 1.0)
-            .then(|| metrics.to_owned())
+            .is_some_and(|n| n >= 1.0);
+            let scanned = sample(metrics, "controller_scans_total", r#"result="ok""#)
+                .is_some_and(|n| n >= 1.0);
+            (asked && scanned).then(|| metrics.to_owned())
         },
     )
     .await;

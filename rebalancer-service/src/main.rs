@@ -8,17 +8,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use rebalancer_service::executor::{Driver, system_clock};
 use rebalancer_service::grpc::RebalancerServiceImpl;
 use rebalancer_service::kube_ops::{KubeCluster, Polling};
 use rebalancer_service::metrics::{self, Metrics, Probe};
-use rebalancer_service::safety_client::SafetyCheck;
+use rebalancer_service::safety_client::{SafetyCheck, safety_channel};
 use rebalancer_service::store::ConfigMapStore;
 use rebalancer_service::vpsie::{Credentials, DEFAULT_BASE_URL, VpsieClient, VpsieConfig};
 use rebalancer_service::vpsie_cloud::VpsieCloud;
 use telemetry::tls::{ClientTlsFiles, ServerTlsFiles};
 use vpsie_proto::rebalancer::v1::rebalancer_service_server::RebalancerServiceServer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, event fields at the top level.
+    Json,
+}
 
 /// Rebalancer: replaces and removes VPSie nodes safely, in batches, never twice, never blind.
 #[derive(Debug, Parser)]
@@ -61,10 +69,17 @@ struct Args {
     #[arg(long, env = "REBALANCER_NODE_POLL_SECONDS", default_value_t = 5)]
     node_poll_seconds: u64,
 
-    /// `text` or `json` log lines; the level comes from RUST_LOG (default info). Traces go to
-    /// an OTLP collector when OTEL_EXPORTER_OTLP_ENDPOINT is set.
-    #[arg(long, env = "LOG_FORMAT", default_value = "text")]
-    log_format: String,
+    /// Log line format; the level comes from RUST_LOG (default info). Traces go to an OTLP
+    /// collector when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    /// After SIGTERM, how long open calls may take to end, in seconds. WatchOperation streams
+    /// last as long as their operation: past this, the server stops waiting for them, flushes
+    /// its spans and exits (operations are stored and resume after the restart). Keep it well
+    /// under the pod's terminationGracePeriodSeconds.
+    #[arg(long, env = "REBALANCER_SHUTDOWN_GRACE_SECONDS", default_value_t = 10)]
+    shutdown_grace_seconds: u64,
 
     /// Serve TLS with this certificate chain (PEM); needs --tls-key.
     #[arg(long, env = "REBALANCER_SERVICE_TLS_CERT")]
@@ -113,13 +128,41 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
+/// Serves with `serve` until it ends, or until `grace` after `signalled` fires: tonic's
+/// graceful shutdown waits for every open stream, and a WatchOperation stream ends only with its
+/// operation, minutes later. The streams still open then are dropped with the server.
+async fn serve_with_grace<E>(
+    serve: impl std::future::Future<Output = Result<(), E>>,
+    signalled: tokio::sync::oneshot::Receiver<()>,
+    grace: Duration,
+) -> Result<(), E> {
+    let grace_over = async {
+        if signalled.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            // The server ended without a signal: `serve` finishes first.
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = serve => result,
+        () = grace_over => {
+            tracing::info!(
+                grace_seconds = grace.as_secs(),
+                "calls still open after the shutdown grace period; closing them (unfinished \
+                 operations resume after the restart)"
+            );
+            Ok(())
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let format = if args.log_format == "json" {
-        telemetry::logs::LogFormat::Json
-    } else {
-        telemetry::logs::LogFormat::Text
+    let format = match args.log_format {
+        LogFormat::Text => telemetry::logs::LogFormat::Text,
+        LogFormat::Json => telemetry::logs::LogFormat::Json,
     };
     let telemetry =
         telemetry::logs::init(&telemetry::logs::Options::new("rebalancer-service", format))
@@ -159,8 +202,8 @@ async fn main() -> anyhow::Result<()> {
         key: args.safety_tls_key.clone(),
         flag: "--safety-tls",
     };
-    let safety_channel = telemetry::tls::channel(&args.safety_endpoint, &safety_tls, |e| e)
-        .context("--safety-endpoint")?;
+    let safety_channel =
+        safety_channel(&args.safety_endpoint, &safety_tls).context("--safety-endpoint")?;
 
     let polling = Polling {
         node_ready: Duration::from_secs(args.node_poll_seconds.max(1)),
@@ -252,21 +295,31 @@ async fn main() -> anyhow::Result<()> {
         .add_service(RebalancerServiceServer::new(RebalancerServiceImpl::new(
             driver, clock, metrics,
         )));
+    let grace = Duration::from_secs(args.shutdown_grace_seconds);
+    let (signal, signalled) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = signal.send(());
+    };
     match server_tls_config {
-        None => router
-            .serve_with_incoming_shutdown(
+        None => serve_with_grace(
+            router.serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(listener),
-                shutdown_signal(),
-            )
-            .await
-            .context("serving gRPC")?,
-        Some(config) => router
-            .serve_with_incoming_shutdown(
-                telemetry::tls::incoming(listener, config),
-                shutdown_signal(),
-            )
-            .await
-            .context("serving gRPC over TLS")?,
+                shutdown,
+            ),
+            signalled,
+            grace,
+        )
+        .await
+        .context("serving gRPC")?,
+        Some(config) => serve_with_grace(
+            router
+                .serve_with_incoming_shutdown(telemetry::tls::incoming(listener, config), shutdown),
+            signalled,
+            grace,
+        )
+        .await
+        .context("serving gRPC over TLS")?,
     }
     let _ = stop_metrics.send(());
     if let Ok(Err(error)) = metrics_server.await {

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use e2e_tests::vpsie_fake::{Fault, MachineState, Route};
+use e2e_tests::vpsie_fake::{FakeConfig, Fault, MachineState, Route};
 use vpsie_proto::rebalancer::v1 as pb;
 
 fn secs(n: u64) -> Duration {
@@ -168,6 +168,82 @@ async fn add_timeout_creates_no_duplicate() {
     assert!(h.rebalancer_log_events().iter().any(|e| {
         e["message"] == "VPSie worker created by the failed add found by listing; not adding again"
     }));
+}
+
+// ---------------------------------------------------------------- graceful shutdown
+
+/// A WatchOperation stream lasts as long as its operation: on SIGTERM the server stops waiting
+/// for it after the shutdown grace period and exits (flushing its spans), instead of waiting for
+/// the operation, or for SIGKILL. The operation is stored: a new process resumes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_an_open_watch_stream_exits_after_the_grace_period() {
+    let extras = Extras {
+        rebalancer_args: vec!["--shutdown-grace-seconds".into(), "1".into()],
+        ..Extras::default()
+    };
+    let mut h = Harness::start_with_extras(FakeConfig::default(), extras).await;
+    let node = h.seed_node(GENERAL, GENERAL, "small");
+    h.seed_pod("web-1", &node, "web");
+    // The add is applied at once; the reply is held far longer than the test waits.
+    h.vpsie.inject(Route::Add, Fault::Delay(secs(120)), 1);
+    let id = "sigterm-watched";
+    h.execute(plan(
+        id,
+        WORKERS,
+        pb::Strategy::Rolling,
+        &[(&node, "small", "small")],
+    ))
+    .await;
+    eventually("the add call", secs(20), || {
+        !h.vpsie.calls_to(Route::Add).is_empty()
+    })
+    .await;
+    let mut stream = h
+        .client
+        .watch_operation(pb::WatchOperationRequest { id: id.to_string() })
+        .await
+        .expect("WatchOperation")
+        .into_inner();
+    let first = tokio::time::timeout(secs(10), stream.message())
+        .await
+        .expect("the current state in time")
+        .expect("a message")
+        .expect("the current state");
+    assert!(!is_terminal(&first), "{first:#?}");
+    // Read the stream meanwhile, as a watching controller would.
+    let watcher = tokio::spawn(async move {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return Ok(()),
+                Err(status) => return Err(status),
+            }
+        }
+    });
+
+    // Proc::terminate fails the test if the process is still there after 30 s.
+    let status = h.terminate_rebalancer();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        h.rebalancer_log_events().iter().any(|e| e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("calls still open after the shutdown grace period"))),
+        "{:#?}",
+        h.rebalancer_logs()
+    );
+    // The stream ended with the process (an error: the connection is gone).
+    let ended = tokio::time::timeout(secs(10), watcher)
+        .await
+        .expect("the stream ends with the process")
+        .expect("the watcher task");
+    assert!(ended.is_err(), "{ended:?}");
+    let op = stored_operation(&h, id);
+    assert_eq!(op["id"], id, "{op:#}");
+
+    // The stored operation is resumed by the next process.
+    h.restart_rebalancer().await;
+    let op = h.get(id).await;
+    assert!(!is_terminal(&op), "{op:#?}");
 }
 
 // ---------------------------------------------------------------- crash safety

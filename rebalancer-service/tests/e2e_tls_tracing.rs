@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::*;
 use e2e_tests::otlp_collector::{CollectedSpan, OtlpCollector, SPAN_KIND_CLIENT, SPAN_KIND_SERVER};
-use e2e_tests::pki::TestPki;
+use e2e_tests::pki::{TestPki, tls12_channel};
 use e2e_tests::vpsie_fake::FakeConfig;
 use telemetry::tls::ClientTlsFiles;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -57,7 +57,39 @@ async fn list(url: &str, tls: &ClientTlsFiles) -> Result<usize, String> {
         .list_operations(pb::ListOperationsRequest {})
         .await
         .map(|r| r.into_inner().operations.len())
-        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+        .map_err(|s| describe(&s))
+}
+
+/// `ListOperations` over a TLS 1.2 channel to `url`: a refused client certificate fails the
+/// handshake, deterministically (see [`tls12_channel`]).
+async fn list_tls12(url: &str, tls: &ClientTlsFiles) -> Result<usize, String> {
+    RebalancerServiceClient::new(tls12_channel(url, tls))
+        .list_operations(pb::ListOperationsRequest {})
+        .await
+        .map(|r| r.into_inner().operations.len())
+        .map_err(|s| describe(&s))
+}
+
+/// `<code>: <message>: <source>: …` (a transport failure's cause is in the status's sources).
+fn describe(status: &tonic::Status) -> String {
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The call failed as a refused TLS handshake does: UNAVAILABLE, for `reason`.
+fn assert_refused(result: &Result<usize, String>, reason: &str) {
+    let error = match result {
+        Ok(count) => panic!("served ({count} operations) instead of refused for {reason}"),
+        Err(error) => error,
+    };
+    assert!(error.starts_with("Unavailable: "), "{error}");
+    assert!(error.contains(reason), "not refused for {reason}: {error}");
 }
 
 /// A worker node with one pod, replaced by a plan with another offering: the drain is preceded
@@ -123,10 +155,17 @@ async fn mutual_tls_on_both_hops_refuses_clients_without_a_certificate() {
 
     let url = format!("https://127.0.0.1:{}", h.rebalancer_addr().port());
     assert_eq!(list(&url, &client(&pki, true)).await, Ok(1));
+    // Over TLS 1.3 (what our clients speak) a refused certificate ends the connection after the
+    // client's handshake, racing with its request: only the failure is certain. Over TLS 1.2 it
+    // fails the handshake: UNAVAILABLE, with the server's alert.
     let refused = list(&url, &client(&pki, false)).await;
     assert!(
         refused.is_err(),
         "served without a certificate: {refused:?}"
+    );
+    assert_refused(
+        &list_tls12(&url, &client(&pki, false)).await,
+        "received fatal alert: CertificateRequired",
     );
     let stranger = ClientTlsFiles {
         cert: Some(pki.stranger_cert.clone()),
@@ -135,6 +174,16 @@ async fn mutual_tls_on_both_hops_refuses_clients_without_a_certificate() {
     };
     let refused = list(&url, &stranger).await;
     assert!(refused.is_err(), "served a stranger: {refused:?}");
+    assert_refused(
+        &list_tls12(&url, &stranger).await,
+        "received fatal alert: UnknownCA",
+    );
+    // A client that trusts another CA does not accept the server.
+    let other = TestPki::generate(&scratch_dir());
+    assert_refused(
+        &list(&url, &client(&other, true)).await,
+        "invalid peer certificate",
+    );
     let plaintext = list(
         &format!("http://{}", h.rebalancer_addr()),
         &ClientTlsFiles::default(),

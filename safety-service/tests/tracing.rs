@@ -27,12 +27,24 @@ struct Binary {
 
 impl Binary {
     fn spawn(collector: &OtlpCollector) -> Binary {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_safety-service"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_safety-service"));
+        // Nothing the machine running the tests has set (OTEL_*, TLS files, the log format)
+        // reaches the binary: only what is set below.
+        for (key, _) in std::env::vars_os() {
+            let Some(key) = key.to_str() else { continue };
+            if key.starts_with("OTEL_")
+                || key.starts_with("SAFETY_")
+                || key == "LOG_FORMAT"
+                || key == "METRICS_LISTEN"
+            {
+                command.env_remove(key);
+            }
+        }
+        let mut child = command
             .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .args(["--log-format", "json"])
             .env("RUST_LOG", "info")
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector.endpoint())
-            .env_remove("OTEL_SERVICE_NAME")
             // Nothing is exported before shutdown: what the collector gets, SIGTERM flushed.
             .env("OTEL_BSP_SCHEDULE_DELAY", "600000")
             .stdin(Stdio::null())

@@ -75,6 +75,19 @@ pub fn set_parent_from(span: &tracing::Span, headers: &http::HeaderMap) {
     }
 }
 
+/// Makes the current span the OpenTelemetry parent of `span`, which should have been created
+/// without a `tracing` parent (`parent: None`): for work that outlives the current span (a
+/// spawned task). The exported trace links them, while the current span still ends, and is
+/// exported, when its own work ends rather than when `span` does. Nothing happens without an
+/// exporter or outside a span.
+pub fn continue_current_trace(span: &tracing::Span) {
+    let context = tracing::Span::current().context();
+    if context.span().span_context().is_valid() {
+        // Fails only when the span is disabled or has no OpenTelemetry layer: nothing to do then.
+        let _ = span.set_parent(context);
+    }
+}
+
 /// The span of one outgoing call (`otel.kind = client`), named `<service>/<method>` as the
 /// server's span is. Instrument the call's future with it; its context is what the
 /// [`TraceInterceptor`] injects.

@@ -8,7 +8,8 @@
 //!   that a slow or silent client never holds up the others.
 //! - Clients: [`ClientTlsFiles`] (`--<service>-tls-ca`, `-cert`, `-key`; without a CA the
 //!   system's roots) → a rustls `ClientConfig`; [`channel`] builds a lazily connecting tonic
-//!   channel that speaks TLS to an `https://` endpoint and plain HTTP/2 to an `http://` one.
+//!   channel that speaks TLS to an `https://` endpoint and plain HTTP/2 to an `http://` one;
+//!   its handshake too is bounded by [`HANDSHAKE_TIMEOUT`].
 //!
 //! A PEM file that cannot be read or holds nothing usable is an error naming the file.
 
@@ -31,7 +32,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tonic::transport::{Channel, Endpoint, Uri};
 
-/// How long a client has to complete the TLS handshake.
+/// How long a TLS handshake may take: a client has this long to complete it with our servers,
+/// and our clients wait this long for a server's.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The ALPN protocol of gRPC.
@@ -357,7 +359,18 @@ impl tower::Service<Uri> for TlsConnector {
             let name = ServerName::try_from(host.clone())
                 .map_err(|error| format!("{host:?} is not a TLS server name: {error}"))?;
             let tcp = connect.await?.into_inner();
-            let stream = tls.connect(name, tcp).await?;
+            // A server that accepts the connection but never answers must not hold the call.
+            let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.connect(name, tcp))
+                .await
+                .map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "TLS handshake with {host} timed out after {}s",
+                            HANDSHAKE_TIMEOUT.as_secs()
+                        ),
+                    )
+                })??;
             Ok(TokioIo::new(stream))
         })
     }
@@ -585,6 +598,86 @@ mod tests {
                 .contains("--safety-tls-cert needs --safety-tls-key"),
             "{error}"
         );
+    }
+
+    /// A CA certificate (PEM) in a scratch file, for a client configuration.
+    fn ca_file(name: &str) -> PathBuf {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).expect("self-signed");
+        scratch(name, &cert.pem())
+    }
+
+    /// A listener that accepts connections and keeps them open without a byte in either
+    /// direction: a server that never completes the TLS handshake.
+    async fn silent_server() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("binds");
+        let addr = listener.local_addr().expect("local address");
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        (addr, task)
+    }
+
+    #[tokio::test]
+    async fn the_client_handshake_with_a_silent_server_times_out() {
+        let (addr, server) = silent_server().await;
+        let config = ClientTlsFiles {
+            ca: Some(ca_file("silent-ca.crt")),
+            flag: "--safety-tls",
+            ..ClientTlsFiles::default()
+        }
+        .load()
+        .expect("client configuration");
+        let mut connector = TlsConnector::new(config);
+        let uri: Uri = format!("https://localhost:{}", addr.port())
+            .parse()
+            .expect("uri");
+        let connecting = tower::ServiceExt::oneshot(&mut connector, uri);
+        // The guard is far longer than the handshake timeout: only a hang trips it.
+        let error = match tokio::time::timeout(HANDSHAKE_TIMEOUT * 6, connecting)
+            .await
+            .expect("the handshake gives up instead of hanging")
+        {
+            Ok(_) => panic!("a silent server completed a handshake"),
+            Err(error) => error,
+        };
+        let text = error.to_string();
+        assert!(text.contains("TLS handshake"), "{text}");
+        assert!(text.contains("timed out"), "{text}");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_call_over_a_tls_channel_to_a_silent_server_fails_instead_of_hanging() {
+        let (addr, server) = silent_server().await;
+        let tls = ClientTlsFiles {
+            ca: Some(ca_file("silent-channel-ca.crt")),
+            flag: "--safety-tls",
+            ..ClientTlsFiles::default()
+        };
+        // No timeouts on the endpoint: the handshake's own bound is what ends the call.
+        let channel =
+            channel(&format!("https://localhost:{}", addr.port()), &tls, |e| e).expect("channel");
+        let request = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(format!(
+                "https://localhost:{}/grpc.health.v1.Health/Check",
+                addr.port()
+            ))
+            .header("content-type", "application/grpc")
+            .body(tonic::body::Body::empty())
+            .expect("request");
+        let call = tower::ServiceExt::oneshot(channel, request);
+        let result = tokio::time::timeout(HANDSHAKE_TIMEOUT * 6, call)
+            .await
+            .expect("the call fails instead of hanging");
+        assert!(result.is_err(), "a silent server answered: {result:?}");
+        server.abort();
     }
 
     #[tokio::test]

@@ -281,11 +281,18 @@ impl<C: Cloud, K: Cluster, S: Safety, St: Store> Driver<C, K, S, St> {
         Some(record.to_proto())
     }
 
-    /// Runs the operation in a task of its own, in an `operation` span: a child of the current
-    /// span, so that an operation continues the trace of the call that submitted it.
+    /// Runs the operation in a task of its own, in an `operation` span. The span has no
+    /// `tracing` parent, so that the call that submitted the operation ends (and its span is
+    /// exported) when the call returns; its OpenTelemetry parent is the current span, so that
+    /// the operation still continues the trace of that call.
     fn spawn(self: &Arc<Self>, running: Arc<Running>) {
         let driver = Arc::clone(self);
-        let span = tracing::info_span!("operation", operation = %lock(&running.record).id);
+        let span = tracing::info_span!(
+            parent: None,
+            "operation",
+            operation = %lock(&running.record).id
+        );
+        telemetry::propagation::continue_current_trace(&span);
         tokio::spawn(tracing::Instrument::instrument(
             async move { driver.run(running).await },
             span,

@@ -137,6 +137,34 @@ impl Drop for Proc {
     }
 }
 
+/// Removes from a spawned binary's environment every variable our binaries read (flags'
+/// `env`, OpenTelemetry, logs), so that what the machine running the tests has set (a CI with
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`, say) does not change them; the tests set what they need after.
+pub fn clean_env(command: &mut Command) {
+    const PREFIXES: [&str; 6] = [
+        "VPSIE_",
+        "SAFETY_",
+        "REBALANCER_",
+        "OTEL_",
+        "KUBERNETES_SERVICE_",
+        "CONTROLLER_",
+    ];
+    const NAMES: [&str; 6] = [
+        "METRICS_LISTEN",
+        "POD_NAMESPACE",
+        "LOG_FORMAT",
+        "RUST_LOG",
+        "KUBECONFIG",
+        "NO_COLOR",
+    ];
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if NAMES.contains(&key) || PREFIXES.iter().any(|p| key.starts_with(p)) {
+            command.env_remove(key);
+        }
+    }
+}
+
 fn target_dir() -> PathBuf {
     // target/debug/deps/<test executable> → target/debug
     let exe = std::env::current_exe().expect("current exe");
@@ -395,6 +423,7 @@ impl Harness {
         let kubeconfig = kube.kubeconfig_file(&dir);
 
         let mut safety_cmd = Command::new(safety_binary());
+        clean_env(&mut safety_cmd);
         safety_cmd
             .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .args(["--log-format", "json"])
@@ -437,22 +466,7 @@ impl Harness {
         extras: &Extras,
     ) -> (Proc, RebalancerServiceClient<Channel>) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rebalancer-service"));
-        for var in [
-            "VPSIE_CLIENT_ID",
-            "VPSIE_CLIENT_SECRET",
-            "VPSIE_CREDENTIALS_DIR",
-            "VPSIE_URL",
-            "VPSIE_CLUSTER",
-            "VPSIE_ALLOW_HTTP",
-            "SAFETY_ENDPOINT",
-            "POD_NAMESPACE",
-            "REBALANCER_LISTEN",
-            "REBALANCER_NODE_POLL_SECONDS",
-            "KUBERNETES_SERVICE_HOST",
-            "KUBERNETES_SERVICE_PORT",
-        ] {
-            cmd.env_remove(var);
-        }
+        clean_env(&mut cmd);
         cmd.env("KUBECONFIG", kubeconfig)
             .env("VPSIE_TOKEN", TOKEN)
             .env("RUST_LOG", "info")
@@ -561,6 +575,14 @@ impl Harness {
             .and_then(|proc| proc.serving_field("listen"))
             .and_then(|addr| addr.parse().ok())
             .expect("the serving line names listen")
+    }
+
+    /// SIGTERMs the rebalancer and returns its exit status (its logs stay readable).
+    pub fn terminate_rebalancer(&mut self) -> std::process::ExitStatus {
+        self.rebalancer
+            .as_mut()
+            .map(Proc::terminate)
+            .expect("a running rebalancer")
     }
 
     /// SIGTERMs both services (the rebalancer first) and returns their exit statuses.
