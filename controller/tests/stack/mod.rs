@@ -20,11 +20,10 @@
 //! [`Stack`] kills the processes (SIGKILL, then reaped); when a test panics it prints the logs,
 //! the Kubernetes writes and the VPSie calls, and keeps the directory.
 //!
-//! The `safety-service` and `rebalancer-service` binaries are found next to this test executable
-//! (`target/<profile>/`); `cargo build` is run once per test executable for both so that they
-//! exist and are up to date (a no-op when they are). Set `E2E_STACK_NO_BUILD=1` to skip it and use
-//! whatever binaries are there. `E2E_STACK_KEEP_LOGS=1` keeps the scratch directory of a test
-//! that passed, too.
+//! The `safety-service` and `rebalancer-service` binaries come from
+//! [`e2e_tests::binaries::workspace_binary`]: built once per test executable so that they are up
+//! to date (`E2E_NO_BUILD=1` skips that). `E2E_STACK_KEEP_LOGS=1` keeps the scratch directory of
+//! a test that passed, too.
 
 #![allow(dead_code)] // a reusable harness: not every test uses every helper
 
@@ -35,9 +34,10 @@ use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use e2e_tests::binaries::workspace_binary;
 use e2e_tests::kube_fake::{KubeFake, Request};
 use e2e_tests::vpsie_fake::{FakeConfig, FakeMachine, FakeNodeGroup, MachineState, VpsieFake};
 use serde_json::{Value, json};
@@ -470,79 +470,10 @@ fn parse_address(value: &Value) -> Option<SocketAddr> {
     text.parse().ok()
 }
 
-/// Variables the processes would read as configuration: removed from their environment so that
-/// the developer's or CI's environment cannot change what a test runs.
+/// The shared clean environment, with info logs and no colours.
 fn clean_env(command: &mut Command) {
-    const PREFIXES: [&str; 7] = [
-        "VPSIE_",
-        "SAFETY_",
-        "REBALANCER_",
-        "CONTROLLER_",
-        "OTEL_",
-        "LEADER_",
-        "KUBERNETES_SERVICE_",
-    ];
-    const NAMES: [&str; 6] = [
-        "METRICS_LISTEN",
-        "POD_NAMESPACE",
-        "POD_NAME",
-        "LOG_FORMAT",
-        "RUST_LOG",
-        "KUBECONFIG",
-    ];
-    for (key, _) in std::env::vars_os() {
-        let Some(key) = key.to_str() else { continue };
-        if NAMES.contains(&key) || PREFIXES.iter().any(|p| key.starts_with(p)) {
-            command.env_remove(key);
-        }
-    }
+    e2e_tests::binaries::clean_env(command);
     command.env("RUST_LOG", "info").env("NO_COLOR", "1");
-}
-
-/// `target/<profile>`: where cargo puts the workspace's binaries (this test executable is in
-/// `target/<profile>/deps`).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("the test executable is in target/<profile>/deps")
-        .to_path_buf()
-}
-
-/// The path of a workspace binary built by `cargo build` for this profile: both service
-/// binaries are built once per test executable (see the module documentation).
-fn service_binary(name: &str) -> PathBuf {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        if std::env::var_os("E2E_STACK_NO_BUILD").is_some_and(|v| v == "1") {
-            return Ok(());
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let mut command = Command::new(cargo);
-        command
-            .args(["build", "--quiet"])
-            .args(["-p", "safety-service", "--bin", "safety-service"])
-            .args(["-p", "rebalancer-service", "--bin", "rebalancer-service"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if profile_dir().file_name().is_some_and(|p| p == "release") {
-            command.arg("--release");
-        }
-        match command.output() {
-            Ok(output) if output.status.success() => Ok(()),
-            Ok(output) => Err(format!(
-                "{command:?} failed ({}):\n{}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr)
-            )),
-            Err(error) => Err(format!("running {command:?}: {error}")),
-        }
-    });
-    if let Err(error) = built {
-        panic!("building the service binaries: {error}");
-    }
-    let path = profile_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.exists(), "no {name} binary at {}", path.display());
-    path
 }
 
 fn scratch_dir() -> PathBuf {
@@ -656,8 +587,8 @@ impl Stack {
     pub async fn start(fakes: Fakes, options: StackOptions) -> Stack {
         let dir = scratch_dir();
         let kubeconfig = fakes.kube.kubeconfig_file(&dir);
-        let safety_binary = service_binary("safety-service");
-        let rebalancer_binary = service_binary("rebalancer-service");
+        let safety_binary = workspace_binary("safety-service");
+        let rebalancer_binary = workspace_binary("rebalancer-service");
 
         let mut command = Command::new(safety_binary);
         clean_env(&mut command);

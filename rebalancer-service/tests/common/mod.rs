@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use e2e_tests::kube_fake::{KubeFake, Request};
@@ -137,65 +137,7 @@ impl Drop for Proc {
     }
 }
 
-/// Removes from a spawned binary's environment every variable our binaries read (flags'
-/// `env`, OpenTelemetry, logs), so that what the machine running the tests has set (a CI with
-/// `OTEL_EXPORTER_OTLP_ENDPOINT`, say) does not change them; the tests set what they need after.
-pub fn clean_env(command: &mut Command) {
-    const PREFIXES: [&str; 6] = [
-        "VPSIE_",
-        "SAFETY_",
-        "REBALANCER_",
-        "OTEL_",
-        "KUBERNETES_SERVICE_",
-        "CONTROLLER_",
-    ];
-    const NAMES: [&str; 6] = [
-        "METRICS_LISTEN",
-        "POD_NAMESPACE",
-        "LOG_FORMAT",
-        "RUST_LOG",
-        "KUBECONFIG",
-        "NO_COLOR",
-    ];
-    for (key, _) in std::env::vars_os() {
-        let Some(key) = key.to_str() else { continue };
-        if NAMES.contains(&key) || PREFIXES.iter().any(|p| key.starts_with(p)) {
-            command.env_remove(key);
-        }
-    }
-}
-
-fn target_dir() -> PathBuf {
-    // target/debug/deps/<test executable> → target/debug
-    let exe = std::env::current_exe().expect("current exe");
-    let deps = exe.parent().expect("deps dir");
-    deps.parent().expect("profile dir").to_path_buf()
-}
-
-/// The safety-service binary next to this test executable, built once if it is missing.
-fn safety_binary() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            let path = target_dir().join(format!("safety-service{}", std::env::consts::EXE_SUFFIX));
-            if !path.exists() {
-                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-                let status = Command::new(cargo)
-                    .args(["build", "-p", "safety-service", "--bin", "safety-service"])
-                    .current_dir(env!("CARGO_MANIFEST_DIR"))
-                    .status()
-                    .expect("running cargo build -p safety-service");
-                assert!(status.success(), "cargo build -p safety-service failed");
-            }
-            assert!(
-                path.exists(),
-                "no safety-service binary at {}",
-                path.display()
-            );
-            path
-        })
-        .clone()
-}
+pub use e2e_tests::binaries::clean_env;
 
 pub fn scratch_dir() -> PathBuf {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -422,7 +364,7 @@ impl Harness {
         let dir = scratch_dir();
         let kubeconfig = kube.kubeconfig_file(&dir);
 
-        let mut safety_cmd = Command::new(safety_binary());
+        let mut safety_cmd = Command::new(e2e_tests::binaries::workspace_binary("safety-service"));
         clean_env(&mut safety_cmd);
         safety_cmd
             .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
