@@ -15,11 +15,10 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use serde_json::json;
-use telemetry::propagation::{TracedChannel, client_span, record_status, traced};
+use telemetry::propagation::{TracedChannel, traced, traced_call};
 use telemetry::tls::ClientTlsFiles;
 use tonic::Status;
 use tonic::transport::Channel;
-use tracing::Instrument as _;
 use vpsie_proto::rebalancer::v1::{self as rb, rebalancer_service_client::RebalancerServiceClient};
 use vpsie_proto::safety::v1 as pb;
 
@@ -157,23 +156,6 @@ pub fn lazy_channel(endpoint: &str, tls: &ClientTlsFiles) -> anyhow::Result<Chan
             .connect_timeout(Duration::from_secs(5))
             .tcp_keepalive(Some(Duration::from_secs(30)))
     })?)
-}
-
-/// Runs one call in its client span and records its status there.
-async fn traced_call<T>(
-    service: &'static str,
-    method: &'static str,
-    call: impl Future<Output = Result<T, Status>>,
-) -> Result<T, Status> {
-    let span = client_span(service, method);
-    let result = call.instrument(span.clone()).await;
-    record_status(
-        &span,
-        result
-            .as_ref()
-            .map_or_else(Status::code, |_| tonic::Code::Ok),
-    );
-    result
 }
 
 const SAFETY: &str = "vpsie.safety.v1.SafetyService";

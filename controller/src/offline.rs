@@ -248,9 +248,8 @@ async fn ask(
     snapshot: &pb::ClusterSnapshot,
 ) -> Result<SafetyAnswers, AskError> {
     // The TLS files are read and the endpoint parsed here; the connection is made by the first
-    // call, whose error names the endpoint.
-    // A safety-service that accepts the connection but never completes it (TCP, TLS) or never
-    // answers fails the command (naming the endpoint) instead of hanging it.
+    // call. A safety-service that accepts the connection but never completes it (TCP, TLS) or
+    // never answers fails the command, naming the endpoint, instead of hanging it.
     let channel = telemetry::tls::channel(endpoint, tls, |endpoint| {
         endpoint
             .connect_timeout(CONNECT_TIMEOUT)

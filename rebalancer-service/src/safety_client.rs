@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams};
-use telemetry::propagation::{TraceInterceptor, client_span, record_status};
+use telemetry::propagation::{TraceInterceptor, traced_call};
 use telemetry::tls::ClientTlsFiles;
 use tonic::transport::Channel;
 use tracing::Instrument as _;
@@ -88,7 +88,6 @@ impl SafetyCheck {
             SafetyServiceClient::with_interceptor(self.channel.clone(), TraceInterceptor)
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE);
-        let span = client_span("vpsie.safety.v1.SafetyService", "CanRemoveNode");
         let mut request = tonic::Request::new(pb::CanRemoveNodeRequest {
             snapshot: Some(snapshot),
             node_name: node.to_string(),
@@ -103,19 +102,14 @@ impl SafetyCheck {
         // A safety-service that never answers fails the re-check (DEADLINE_EXCEEDED) instead of
         // holding the operation forever.
         request.set_timeout(SAFETY_TIMEOUT);
-        let answer = client
-            .can_remove_node(request)
-            .instrument(span.clone())
-            .await;
-        record_status(
-            &span,
-            answer
-                .as_ref()
-                .map_or_else(tonic::Status::code, |_| tonic::Code::Ok),
-        );
-        let answer = answer
-            .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?
-            .into_inner();
+        let answer = traced_call(
+            "vpsie.safety.v1.SafetyService",
+            "CanRemoveNode",
+            client.can_remove_node(request),
+        )
+        .await
+        .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?
+        .into_inner();
         Ok(if answer.removable {
             Ok(())
         } else {

@@ -6,6 +6,8 @@
 //! [`set_parent_from`]. Without an exporter installed every span context is empty: nothing is
 //! injected and the parent stays unset, at no cost worth mentioning.
 
+use std::future::Future;
+
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
 use opentelemetry::trace::TraceContextExt as _;
@@ -142,6 +144,23 @@ pub fn record_status(span: &tracing::Span, code: tonic::Code) {
     if code != tonic::Code::Ok {
         span.record("otel.status_code", "ERROR");
     }
+}
+
+/// Runs one outgoing call in its [`client_span`] and records its status there.
+pub async fn traced_call<T>(
+    service: &'static str,
+    method: &'static str,
+    call: impl Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    let span = client_span(service, method);
+    let result = tracing::Instrument::instrument(call, span.clone()).await;
+    record_status(
+        &span,
+        result
+            .as_ref()
+            .map_or_else(tonic::Status::code, |_| tonic::Code::Ok),
+    );
+    result
 }
 
 /// A tonic interceptor that injects the current span's trace context into every request.
