@@ -11,6 +11,14 @@ pub mod safety {
         #![allow(clippy::all, clippy::pedantic)]
         include!(concat!(env!("OUT_DIR"), "/vpsie.safety.v1.rs"));
         include!(concat!(env!("OUT_DIR"), "/vpsie.safety.v1.serde.rs"));
+
+        /// The safety-service's zero-copy view of the same messages (see `build.rs`): strings
+        /// are `Bytes` borrowed from the request buffer, maps are lists of [`wire::StringPair`]
+        /// in wire order (duplicates included; the last one wins, as for a map).
+        pub mod wire {
+            #![allow(clippy::all, clippy::pedantic)]
+            include!(concat!(env!("OUT_DIR"), "/wire/vpsie.safety.v1.rs"));
+        }
     }
 }
 

@@ -3,6 +3,8 @@
 //!
 //! - `can_remove_node/{quiet,busy}`: `engine::can_remove_node` end to end (index build and
 //!   simulation) on a lightly loaded node that is likely removable and on the busiest node;
+//! - `decode_view`: decoding the encoded snapshot into the wire view the engine reads (what the
+//!   server does with a request before the engine runs);
 //! - `index_build`: `engine::Index::build` alone;
 //! - `simulate/{quiet,busy}`: `engine::can_remove_node_indexed` on a prebuilt index;
 //! - `find_schedulable_node/{replica,unschedulable_explain}`: one more replica of an existing app
@@ -19,7 +21,9 @@ use criterion::measurement::WallTime;
 use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main,
 };
-use safety_service::engine::{self, Deadline, Index};
+use prost::Message;
+use prost::bytes::Bytes;
+use safety_service::engine::{self, Deadline, Index, w};
 use safety_service::synthetic::{self, ClusterShape};
 use vpsie_proto::safety::v1 as pb;
 
@@ -55,12 +59,20 @@ fn bench_cluster(group: &mut BenchmarkGroup<'_, WallTime>, label: &str, shape: &
         started.elapsed()
     );
     let options = pb::RemovalOptions::default();
+    let encoded = Bytes::from(snapshot.encode_to_vec());
+    let view = match w::ClusterSnapshot::decode(encoded.clone()) {
+        Ok(view) => view,
+        Err(error) => panic!("{label}: the generated snapshot does not decode: {error}"),
+    };
 
     // (b) index build alone, and (c) simulation alone on a prebuilt index.
-    group.bench_function("index_build", |b| {
-        b.iter(|| Index::build(black_box(&snapshot)).is_ok())
+    group.bench_function("decode_view", |b| {
+        b.iter(|| w::ClusterSnapshot::decode(black_box(encoded.clone())).is_ok())
     });
-    let targets = match Index::build(&snapshot) {
+    group.bench_function("index_build", |b| {
+        b.iter(|| Index::build(black_box(&view)).is_ok())
+    });
+    let targets = match Index::build(&view) {
         Ok(index) => {
             let targets = pick_targets(label, &snapshot, &index, &options);
             for (kind, node) in &targets {
@@ -83,24 +95,21 @@ fn bench_cluster(group: &mut BenchmarkGroup<'_, WallTime>, label: &str, shape: &
         }
     };
 
-    // (a) end to end: index build and simulation.
-    let mut request = pb::CanRemoveNodeRequest {
-        snapshot: Some(snapshot),
-        node_name: String::new(),
+    // (a) end to end: index build and simulation on the decoded request.
+    let mut request = w::CanRemoveNodeRequest {
+        snapshot: Some(view),
+        node_name: Bytes::new(),
         options: Some(options),
     };
     for (kind, node) in &targets {
-        request.node_name.clone_from(node);
+        request.node_name = Bytes::from(node.clone());
         group.bench_function(BenchmarkId::new("can_remove_node", kind), |b| {
             b.iter(|| engine::can_remove_node(black_box(&request), Deadline::NONE))
         });
     }
+    let view = request.snapshot.take();
 
     // (d) where could one more pod go?
-    let snapshot = request
-        .snapshot
-        .take()
-        .expect("the snapshot is still there");
     let replica = new_replica(&snapshot);
     let mut unschedulable = replica.clone();
     for container in &mut unschedulable.spec.as_mut().unwrap().containers {
@@ -108,9 +117,10 @@ fn bench_cluster(group: &mut BenchmarkGroup<'_, WallTime>, label: &str, shape: &
             resources.requests.insert("cpu".to_owned(), "64".to_owned());
         }
     }
-    let mut request = pb::FindSchedulableNodeRequest {
-        snapshot: Some(snapshot),
-        pod: Some(replica),
+    let view_of_pod = |pod: &pb::Pod| engine::view_of::<w::Pod>(pod).expect("a pod re-reads");
+    let mut request = w::FindSchedulableNodeRequest {
+        snapshot: view,
+        pod: Some(view_of_pod(&replica)),
         exclude_nodes: Vec::new(),
         explain: false,
     };
@@ -118,7 +128,7 @@ fn bench_cluster(group: &mut BenchmarkGroup<'_, WallTime>, label: &str, shape: &
     group.bench_function(BenchmarkId::new("find_schedulable_node", "replica"), |b| {
         b.iter(|| engine::find_schedulable_node(black_box(&request), Deadline::NONE))
     });
-    request.pod = Some(unschedulable);
+    request.pod = Some(view_of_pod(&unschedulable));
     request.explain = true;
     report_find(label, "unschedulable_explain", &request);
     group.bench_function(
@@ -271,7 +281,7 @@ fn new_replica(snapshot: &pb::ClusterSnapshot) -> pb::Pod {
     pod
 }
 
-fn report_find(label: &str, kind: &str, request: &pb::FindSchedulableNodeRequest) {
+fn report_find(label: &str, kind: &str, request: &w::FindSchedulableNodeRequest) {
     match engine::find_schedulable_node(request, Deadline::NONE) {
         Ok(r) => eprintln!(
             "{label}: find_schedulable_node {kind}: found={} on {:?}, {} feasible nodes, {} rejections",

@@ -1,5 +1,8 @@
 //! The tonic adapter: `vpsie.safety.v1.SafetyService` over the engine.
 //!
+//! The service is the one generated for the requests' wire view (`engine::w`): tonic hands prost
+//! the request buffer and every string of the snapshot stays a slice of it.
+//!
 //! Each call checks that a snapshot is present, turns the client's deadline into an engine
 //! [`Deadline`], runs the (synchronous, CPU-bound) engine on the blocking pool and maps
 //! [`EngineError`] onto status codes. What the call was about and what it decided go into the
@@ -11,7 +14,7 @@ use std::time::{Duration, Instant};
 use tonic::{Code, Request, Response, Status};
 use vpsie_proto::safety::v1 as pb;
 
-use crate::engine::{self, Deadline, EngineError};
+use crate::engine::{self, Deadline, EngineError, w};
 use crate::metrics::Metrics;
 use crate::server::{CallContext, CallSummary};
 
@@ -157,10 +160,10 @@ impl SafetyServiceImpl {
 }
 
 #[tonic::async_trait]
-impl pb::safety_service_server::SafetyService for SafetyServiceImpl {
+impl w::safety_service_server::SafetyService for SafetyServiceImpl {
     async fn can_remove_node(
         &self,
-        request: Request<pb::CanRemoveNodeRequest>,
+        request: Request<w::CanRemoveNodeRequest>,
     ) -> Result<Response<pb::CanRemoveNodeResponse>, Status> {
         self.call("CanRemoveNode", request, engine::can_remove_node)
             .await
@@ -168,7 +171,7 @@ impl pb::safety_service_server::SafetyService for SafetyServiceImpl {
 
     async fn can_remove_nodes(
         &self,
-        request: Request<pb::CanRemoveNodesRequest>,
+        request: Request<w::CanRemoveNodesRequest>,
     ) -> Result<Response<pb::CanRemoveNodesResponse>, Status> {
         self.call("CanRemoveNodes", request, engine::can_remove_nodes)
             .await
@@ -176,7 +179,7 @@ impl pb::safety_service_server::SafetyService for SafetyServiceImpl {
 
     async fn find_schedulable_node(
         &self,
-        request: Request<pb::FindSchedulableNodeRequest>,
+        request: Request<w::FindSchedulableNodeRequest>,
     ) -> Result<Response<pb::FindSchedulableNodeResponse>, Status> {
         self.call(
             "FindSchedulableNode",
@@ -205,17 +208,22 @@ trait EngineResponse {
     fn pods_simulated(&self) -> u64;
 }
 
-impl EngineRequest for pb::CanRemoveNodeRequest {
+/// A name of the request for the log line (not validated yet: the engine checks UTF-8).
+fn lossy(text: &[u8]) -> String {
+    String::from_utf8_lossy(text).into_owned()
+}
+
+impl EngineRequest for w::CanRemoveNodeRequest {
     fn has_snapshot(&self) -> bool {
         self.snapshot.is_some()
     }
 
     fn describe(&self, summary: &mut CallSummary) {
-        summary.node = Some(self.node_name.clone());
+        summary.node = Some(lossy(&self.node_name));
     }
 }
 
-impl EngineRequest for pb::CanRemoveNodesRequest {
+impl EngineRequest for w::CanRemoveNodesRequest {
     fn has_snapshot(&self) -> bool {
         self.snapshot.is_some()
     }
@@ -225,7 +233,7 @@ impl EngineRequest for pb::CanRemoveNodesRequest {
             .node_names
             .iter()
             .take(LOGGED_CANDIDATES)
-            .map(String::as_str)
+            .map(|name| lossy(name))
             .collect::<Vec<_>>()
             .join(",");
         if self.node_names.len() > LOGGED_CANDIDATES {
@@ -238,7 +246,7 @@ impl EngineRequest for pb::CanRemoveNodesRequest {
     }
 }
 
-impl EngineRequest for pb::FindSchedulableNodeRequest {
+impl EngineRequest for w::FindSchedulableNodeRequest {
     fn has_snapshot(&self) -> bool {
         self.snapshot.is_some()
     }
@@ -248,10 +256,10 @@ impl EngineRequest for pb::FindSchedulableNodeRequest {
             .pod
             .as_ref()
             .and_then(|pod| pod.metadata.as_ref())
-            .map_or(("", ""), |meta| {
-                (meta.namespace.as_str(), meta.name.as_str())
+            .map_or((&[][..], &[][..]), |meta| {
+                (meta.namespace.as_ref(), meta.name.as_ref())
             });
-        summary.pod = Some(format!("{namespace}/{name}"));
+        summary.pod = Some(format!("{}/{}", lossy(namespace), lossy(name)));
     }
 }
 
@@ -367,10 +375,10 @@ mod tests {
 
     #[tokio::test]
     async fn missing_snapshot_is_an_invalid_argument_naming_snapshot() {
-        use pb::safety_service_server::SafetyService;
+        use w::safety_service_server::SafetyService;
         let service = SafetyServiceImpl::new(Arc::new(Metrics::new()));
         let status = service
-            .can_remove_node(Request::new(pb::CanRemoveNodeRequest {
+            .can_remove_node(Request::new(w::CanRemoveNodeRequest {
                 node_name: "n1".into(),
                 ..Default::default()
             }))
@@ -386,10 +394,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_passed_deadline_is_deadline_exceeded() {
-        use pb::safety_service_server::SafetyService;
+        use w::safety_service_server::SafetyService;
         let service = SafetyServiceImpl::new(Arc::new(Metrics::new()));
-        let mut request = Request::new(pb::FindSchedulableNodeRequest {
-            snapshot: Some(pb::ClusterSnapshot::default()),
+        let mut request = Request::new(w::FindSchedulableNodeRequest {
+            snapshot: Some(w::ClusterSnapshot::default()),
             ..Default::default()
         });
         request

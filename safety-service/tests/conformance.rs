@@ -69,7 +69,8 @@ fn drain_answer(snapshot: pb::ClusterSnapshot, question: &Value) -> Value {
             explain: true,
         }),
     };
-    let response = engine::can_remove_node(&request, Deadline::NONE).expect("engine answers");
+    let response =
+        engine::can_remove_node(&view(&request), Deadline::NONE).expect("engine answers");
     let mut skipped: Vec<String> = response
         .skipped_pods
         .iter()
@@ -128,7 +129,8 @@ fn feasible_answer(snapshot: pb::ClusterSnapshot, question: &Value) -> Value {
         exclude_nodes: exclude,
         explain: true,
     };
-    let response = engine::find_schedulable_node(&request, Deadline::NONE).expect("engine answers");
+    let response =
+        engine::find_schedulable_node(&view(&request), Deadline::NONE).expect("engine answers");
     let mut answer = json!({
         "pod": key,
         "feasible": response.feasible_nodes,
@@ -148,6 +150,11 @@ fn feasible_answer(snapshot: pb::ClusterSnapshot, question: &Value) -> Value {
     answer
 }
 
+/// The wire view the engine reads, as the server decodes it.
+fn view<V: prost::Message + Default>(owned: &impl prost::Message) -> V {
+    engine::view_of(owned).expect("an owned message re-reads as its view")
+}
+
 fn verify_answer(snapshot: pb::ClusterSnapshot, question: &Value) -> Value {
     let node = question["node"].as_str().expect("node");
     let plan: Vec<PlanStep> = question["placements"]
@@ -159,6 +166,7 @@ fn verify_answer(snapshot: pb::ClusterSnapshot, question: &Value) -> Value {
             node: p["node"].as_str().expect("node").to_string(),
         })
         .collect();
+    let snapshot: engine::w::ClusterSnapshot = view(&snapshot);
     let index = engine::Index::build(&snapshot).expect("index");
     let options = pb::RemovalOptions {
         allow_local_storage: true,

@@ -4,6 +4,7 @@
 use vpsie_proto::safety::v1::{self as pb, BlockingReason, SkipReason};
 
 use super::snapshot::{Controller, Index, PodInfo};
+use super::view::{self, w};
 
 pub const SAFE_TO_EVICT: &str = "autoscaler.vpsie.com/safe-to-evict";
 pub const CA_SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
@@ -27,23 +28,22 @@ pub enum Disposition {
 fn annotation_is(pod: &PodInfo<'_>, value: &str) -> bool {
     [SAFE_TO_EVICT, CA_SAFE_TO_EVICT]
         .iter()
-        .any(|key| pod.annotations.get(*key).is_some_and(|v| v == value))
+        .any(|key| view::lookup(pod.annotations, key) == Some(value.as_bytes()))
 }
 
 /// The first local volume (emptyDir on disk or hostPath) not declared safe to lose.
-fn unlisted_local_volume<'p>(pod: &'p PodInfo<'_>) -> Option<&'p pb::Volume> {
-    let listed: Vec<&str> = pod
-        .annotations
-        .get(SAFE_TO_EVICT_LOCAL_VOLUMES)
-        .map(|v| v.split(',').map(str::trim).collect())
+fn unlisted_local_volume<'p>(pod: &'p PodInfo<'_>) -> Option<&'p w::Volume> {
+    let listed: Vec<&[u8]> = view::lookup(pod.annotations, SAFE_TO_EVICT_LOCAL_VOLUMES)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(|v| v.split(',').map(|name| name.trim().as_bytes()).collect())
         .unwrap_or_default();
     pod.source.spec.as_ref()?.volumes.iter().find(|volume| {
         let local = volume.host_path.is_some()
             || volume
                 .empty_dir
                 .as_ref()
-                .is_some_and(|e| e.medium != "Memory");
-        local && !listed.contains(&volume.name.as_str())
+                .is_some_and(|e| e.medium.as_ref() != b"Memory");
+        local && !listed.contains(&volume.name.as_ref())
     })
 }
 
@@ -96,7 +96,7 @@ pub fn classify(index: &Index<'_>, pod: &PodInfo<'_>, options: &pb::RemovalOptio
             reason: BlockingReason::LocalStorage,
             detail: format!(
                 "it uses local storage (volume {:?}, {kind}) not listed in {SAFE_TO_EVICT_LOCAL_VOLUMES}",
-                volume.name
+                String::from_utf8_lossy(&volume.name)
             ),
         };
     }

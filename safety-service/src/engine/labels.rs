@@ -4,9 +4,9 @@
 //! selector matching and topology counting compare integers instead of strings.
 
 use rustc_hash::FxHashMap;
-use vpsie_proto::safety::v1 as pb;
 
 use super::EngineError;
+use super::view::{self, w};
 
 /// An interned string of the request.
 pub type Sym = u32;
@@ -43,13 +43,29 @@ impl<'a> Interner<'a> {
 pub struct Labels(Vec<(Sym, Sym)>);
 
 impl Labels {
-    pub fn from_map<'a>(
-        map: &'a std::collections::BTreeMap<String, String>,
+    /// A `labels` map of the wire view.
+    pub fn from_pairs<'a>(
+        map: &'a [w::StringPair],
         strings: &mut Interner<'a>,
-    ) -> Labels {
-        let mut pairs: Vec<(Sym, Sym)> = map
+        path: &dyn Fn() -> String,
+    ) -> Result<Labels, EngineError> {
+        let mut pairs = Vec::with_capacity(map.len());
+        // Reversed and stably sorted, so that of duplicate keys the last in wire order stays.
+        for pair in map.iter().rev() {
+            let key = view::text(&pair.key, || format!("{} (a key)", path()))?;
+            let value = view::text(&pair.value, || format!("{}[{key:?}]", path()))?;
+            pairs.push((strings.intern(key), strings.intern(value)));
+        }
+        pairs.sort_by_key(|&(k, _)| k);
+        pairs.dedup_by_key(|&mut (k, _)| k);
+        Ok(Labels(pairs))
+    }
+
+    #[cfg(test)]
+    pub fn from_texts<'a>(pairs: &[(&'a str, &'a str)], strings: &mut Interner<'a>) -> Labels {
+        let mut pairs: Vec<(Sym, Sym)> = pairs
             .iter()
-            .map(|(k, v)| (strings.intern(k), strings.intern(v)))
+            .map(|&(k, v)| (strings.intern(k), strings.intern(v)))
             .collect();
         pairs.sort_unstable();
         Labels(pairs)
@@ -112,7 +128,7 @@ impl Selector {
     pub const EVERYTHING: Selector = Selector::All(Vec::new());
 
     pub fn compile<'a>(
-        selector: Option<&'a pb::LabelSelector>,
+        selector: Option<&'a w::LabelSelector>,
         strings: &mut Interner<'a>,
         path: &dyn Fn() -> String,
     ) -> Result<Selector, EngineError> {
@@ -121,7 +137,9 @@ impl Selector {
         };
         let mut requirements =
             Vec::with_capacity(selector.match_labels.len() + selector.match_expressions.len());
-        for (key, value) in &selector.match_labels {
+        for (key, value) in view::map(&selector.match_labels, &|| {
+            format!("{}.matchLabels", path())
+        })? {
             requirements.push(Requirement {
                 key: strings.intern(key),
                 op: SetOp::In,
@@ -130,7 +148,8 @@ impl Selector {
         }
         for (i, expression) in selector.match_expressions.iter().enumerate() {
             let at = || format!("{}.matchExpressions[{i}]", path());
-            let op = match expression.operator.as_str() {
+            let operator = view::text(&expression.operator, || format!("{}.operator", at()))?;
+            let op = match operator {
                 "In" => SetOp::In,
                 "NotIn" => SetOp::NotIn,
                 "Exists" => SetOp::Exists,
@@ -148,24 +167,24 @@ impl Selector {
             if needs_values && expression.values.is_empty() {
                 return Err(EngineError::invalid(
                     format!("{}.values", at()),
-                    format!("operator {} needs at least one value", expression.operator),
+                    format!("operator {operator} needs at least one value"),
                 ));
             }
             if !needs_values && !expression.values.is_empty() {
                 return Err(EngineError::invalid(
                     format!("{}.values", at()),
-                    format!("operator {} takes no values", expression.operator),
+                    format!("operator {operator} takes no values"),
                 ));
             }
-            let mut values: Vec<Sym> = expression
-                .values
-                .iter()
-                .map(|v| strings.intern(v))
-                .collect();
+            let mut values: Vec<Sym> =
+                view::texts(&expression.values, &|| format!("{}.values", at()))?
+                    .into_iter()
+                    .map(|v| strings.intern(v))
+                    .collect();
             values.sort_unstable();
             values.dedup();
             requirements.push(Requirement {
-                key: strings.intern(&expression.key),
+                key: strings.intern(view::text(&expression.key, || format!("{}.key", at()))?),
                 op,
                 values,
             });
@@ -213,17 +232,17 @@ impl Selector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use crate::engine::view::view_of_json;
+    use vpsie_proto::safety::v1 as pb;
 
-    fn selector_json(json: &str) -> pb::LabelSelector {
-        serde_json::from_str(json).expect("selector json")
+    fn selector_json(json: &str) -> w::LabelSelector {
+        view_of_json::<pb::LabelSelector, _>(json)
     }
 
     #[test]
     fn missing_selects_nothing_and_empty_selects_everything() {
         let mut strings = Interner::default();
-        let map: BTreeMap<String, String> = [("app".to_string(), "web".to_string())].into();
-        let labels = Labels::from_map(&map, &mut strings);
+        let labels = Labels::from_texts(&[("app", "web")], &mut strings);
         let none = Selector::compile(None, &mut strings, &|| "s".into()).expect("none");
         assert!(!none.matches(&labels));
         assert!(!none.is_everything());
@@ -236,11 +255,6 @@ mod tests {
 
     #[test]
     fn operators_follow_apimachinery() {
-        let map: BTreeMap<String, String> = [
-            ("app".to_string(), "web".to_string()),
-            ("tier".to_string(), "front".to_string()),
-        ]
-        .into();
         let cases = [
             (r#"{"matchLabels":{"app":"web"}}"#, true),
             (r#"{"matchLabels":{"app":"db"}}"#, false),
@@ -269,12 +283,12 @@ mod tests {
                 false,
             ),
         ];
-        let selectors: Vec<(pb::LabelSelector, bool, &str)> = cases
+        let selectors: Vec<(w::LabelSelector, bool, &str)> = cases
             .iter()
             .map(|&(json, want)| (selector_json(json), want, json))
             .collect();
         let mut strings = Interner::default();
-        let labels = Labels::from_map(&map, &mut strings);
+        let labels = Labels::from_texts(&[("app", "web"), ("tier", "front")], &mut strings);
         for (pb, want, json) in &selectors {
             let selector = Selector::compile(Some(pb), &mut strings, &|| "s".into()).expect(json);
             assert_eq!(selector.matches(&labels), *want, "{json}");

@@ -1,8 +1,10 @@
 //! The pure, I/O-free simulation engine: snapshot index → drainability rules → scheduling filters
 //! → placement simulation → explanation.
 //!
-//! Entry points take the decoded proto messages and return response messages, so the gRPC adapter
-//! stays a thin translation of [`EngineError`] into status codes.
+//! Entry points take the requests' wire view (`view::w`, decoded straight from the request
+//! buffer without copying a string; [`view_of`] makes one from an owned message) and return
+//! response messages, so the gRPC adapter stays a thin translation of [`EngineError`] into status
+//! codes.
 
 mod drain_rules;
 mod error;
@@ -13,11 +15,13 @@ pub mod quantity;
 pub mod simulate;
 pub mod snapshot;
 pub mod state;
+pub mod view;
 
 pub use error::EngineError;
 pub use simulate::{PlanFailure, PlanStep, replay_plan};
 pub use snapshot::Index;
 use state::ClusterState;
+pub use view::{view_of, w};
 
 use std::time::Instant;
 
@@ -44,21 +48,20 @@ impl Deadline {
     }
 }
 
-fn snapshot_of(
-    snapshot: Option<&pb::ClusterSnapshot>,
-) -> Result<&pb::ClusterSnapshot, EngineError> {
+fn snapshot_of(snapshot: Option<&w::ClusterSnapshot>) -> Result<&w::ClusterSnapshot, EngineError> {
     snapshot.ok_or_else(|| EngineError::invalid("snapshot", "a cluster snapshot is required"))
 }
 
 /// `CanRemoveNode`: index the snapshot, then simulate.
 pub fn can_remove_node(
-    request: &pb::CanRemoveNodeRequest,
+    request: &w::CanRemoveNodeRequest,
     deadline: Deadline,
 ) -> Result<pb::CanRemoveNodeResponse, EngineError> {
+    let node_name = view::text(&request.node_name, || "nodeName".to_owned())?;
     let index = Index::build(snapshot_of(request.snapshot.as_ref())?)?;
     deadline.check()?;
     let options = request.options.unwrap_or_default();
-    can_remove_node_indexed(&index, &request.node_name, &options, deadline)
+    can_remove_node_indexed(&index, node_name, &options, deadline)
 }
 
 /// `CanRemoveNode` on a prebuilt index.
@@ -81,7 +84,7 @@ pub fn can_remove_node_indexed(
 /// `CanRemoveNodes`: candidates taken greedily in order, each accepted one committed (its pods
 /// stay where the plan put them, it stays a ghost, budgets stay spent) before the next is tried.
 pub fn can_remove_nodes(
-    request: &pb::CanRemoveNodesRequest,
+    request: &w::CanRemoveNodesRequest,
     deadline: Deadline,
 ) -> Result<pb::CanRemoveNodesResponse, EngineError> {
     let index = Index::build(snapshot_of(request.snapshot.as_ref())?)?;
@@ -93,14 +96,15 @@ pub fn can_remove_nodes(
         ));
     }
     let mut candidates = Vec::with_capacity(request.node_names.len());
-    for (i, name) in request.node_names.iter().enumerate() {
+    let names = view::texts(&request.node_names, &|| "nodeNames".to_owned())?;
+    for (i, &name) in names.iter().enumerate() {
         let at = || format!("nodeNames[{i}]");
         if name.is_empty() {
             return Err(EngineError::invalid(at(), "node name must not be empty"));
         }
         let node = index
             .node_id(name)
-            .ok_or_else(|| EngineError::NodeNotFound(name.clone()))?;
+            .ok_or_else(|| EngineError::NodeNotFound(name.to_owned()))?;
         if candidates.contains(&node) {
             return Err(EngineError::invalid(
                 at(),
@@ -127,7 +131,7 @@ pub fn can_remove_nodes(
 
 /// `FindSchedulableNode`.
 pub fn find_schedulable_node(
-    request: &pb::FindSchedulableNodeRequest,
+    request: &w::FindSchedulableNodeRequest,
     deadline: Deadline,
 ) -> Result<pb::FindSchedulableNodeResponse, EngineError> {
     let snapshot = snapshot_of(request.snapshot.as_ref())?;
@@ -135,10 +139,11 @@ pub fn find_schedulable_node(
         .pod
         .as_ref()
         .ok_or_else(|| EngineError::invalid("pod", "a pod is required"))?;
+    let exclude = view::texts(&request.exclude_nodes, &|| "excludeNodes".to_owned())?;
     let index = Index::build_with_question(snapshot, Some(pod))?;
     deadline.check()?;
     let mut state = ClusterState::new(&index);
-    simulate::find_homes(&index, &mut state, &request.exclude_nodes, request.explain)
+    simulate::find_homes(&index, &mut state, &exclude, request.explain)
 }
 
 #[cfg(test)]

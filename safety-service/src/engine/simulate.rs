@@ -10,6 +10,7 @@ use super::explain;
 use super::filters::{self, Plugin, Rejection};
 use super::snapshot::{Index, NodeId, PodId};
 use super::state::ClusterState;
+use super::view::{self, w};
 use super::{Deadline, EngineError};
 
 pub const SCALE_DOWN_DISABLED_KEYS: [&str; 3] = [
@@ -19,11 +20,11 @@ pub const SCALE_DOWN_DISABLED_KEYS: [&str; 3] = [
 ];
 
 /// The key (annotation or label) that protects a node, if any.
-pub fn scale_down_disabled_by(node: &pb::Node) -> Option<&'static str> {
+pub fn scale_down_disabled_by(node: &w::Node) -> Option<&'static str> {
     let meta = node.metadata.as_ref()?;
     SCALE_DOWN_DISABLED_KEYS.into_iter().find(|key| {
-        meta.annotations.get(*key).is_some_and(|v| v == "true")
-            || meta.labels.get(*key).is_some_and(|v| v == "true")
+        view::lookup(&meta.annotations, key) == Some(b"true")
+            || view::lookup(&meta.labels, key) == Some(b"true")
     })
 }
 
@@ -293,7 +294,7 @@ pub fn drain<'a>(
 pub fn find_homes<'a>(
     index: &Index<'a>,
     state: &mut ClusterState<'a>,
-    exclude: &[String],
+    exclude: &[&str],
     explain_nodes: bool,
 ) -> Result<pb::FindSchedulableNodeResponse, EngineError> {
     let Some(pod) = index.question else {

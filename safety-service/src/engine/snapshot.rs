@@ -2,7 +2,6 @@
 //! namespaces, with interned labels and a (label → pods) posting list for selector lookups.
 
 use rustc_hash::FxHashMap;
-use vpsie_proto::safety::v1 as pb;
 
 use super::EngineError;
 use super::filters::node_affinity::RequiredNodeAffinity;
@@ -12,6 +11,7 @@ use super::filters::resources::{self, Allocatable, Resources};
 use super::filters::taints::{Taint, Toleration};
 use super::filters::topology_spread::SpreadConstraint;
 use super::labels::{Interner, Labels, Selector, Sym};
+use super::view::{self, w};
 
 pub type NodeId = u32;
 pub type PodId = u32;
@@ -30,7 +30,7 @@ pub struct NodeInfo<'a> {
     /// `Ready` condition absent or `True`.
     pub ready: bool,
     pub being_deleted: bool,
-    pub source: &'a pb::Node,
+    pub source: &'a w::Node,
 }
 
 /// The controller owner of a pod, as far as drainability cares.
@@ -47,8 +47,8 @@ pub struct PodInfo<'a> {
     pub name: &'a str,
     pub ns: Sym,
     pub labels: Labels,
-    pub annotations: &'a std::collections::BTreeMap<String, String>,
-    pub source: &'a pb::Pod,
+    pub annotations: &'a [w::StringPair],
+    pub source: &'a w::Pod,
     /// The node `spec.nodeName` names, when it is in the snapshot.
     pub bound_to: Option<NodeId>,
     /// Phase Succeeded or Failed.
@@ -120,14 +120,14 @@ pub struct Index<'a> {
 
 impl<'a> Index<'a> {
     /// Validates and indexes a snapshot.
-    pub fn build(snapshot: &'a pb::ClusterSnapshot) -> Result<Index<'a>, EngineError> {
+    pub fn build(snapshot: &'a w::ClusterSnapshot) -> Result<Index<'a>, EngineError> {
         Self::build_with_question(snapshot, None)
     }
 
     /// Also compiles the FindSchedulableNode pod, which becomes the last pod of the index.
     pub fn build_with_question(
-        snapshot: &'a pb::ClusterSnapshot,
-        question: Option<&'a pb::Pod>,
+        snapshot: &'a w::ClusterSnapshot,
+        question: Option<&'a w::Pod>,
     ) -> Result<Index<'a>, EngineError> {
         let mut strings = Interner::default();
 
@@ -136,7 +136,7 @@ impl<'a> Index<'a> {
             snapshot.nodes[i]
                 .metadata
                 .as_ref()
-                .map_or("", |m| m.name.as_str())
+                .map_or(&[][..], |m| m.name.as_ref())
         };
         order.sort_unstable_by(|&a, &b| node_name(a).cmp(node_name(b)));
         let mut nodes = Vec::with_capacity(order.len());
@@ -156,16 +156,15 @@ impl<'a> Index<'a> {
         let mut namespace_labels = FxHashMap::default();
         for (i, namespace) in snapshot.namespaces.iter().enumerate() {
             let meta = namespace.metadata.as_ref();
-            let name = meta.map_or("", |m| m.name.as_str());
+            let at = || format!("snapshot.namespaces[{i}].metadata");
+            let name = name_of(meta, &at)?;
             if name.is_empty() {
                 return Err(EngineError::invalid(
                     format!("snapshot.namespaces[{i}].metadata.name"),
                     "namespace name must not be empty",
                 ));
             }
-            let labels = meta
-                .map(|m| Labels::from_map(&m.labels, &mut strings))
-                .unwrap_or_default();
+            let labels = labels_of(meta, &mut strings, &at)?;
             namespace_labels.insert(strings.intern(name), labels);
         }
 
@@ -205,19 +204,15 @@ impl<'a> Index<'a> {
         let mut pdbs_by_namespace: FxHashMap<Sym, Vec<u32>> = FxHashMap::default();
         for (i, pdb) in snapshot.pod_disruption_budgets.iter().enumerate() {
             let meta = pdb.metadata.as_ref();
-            let name = meta.map_or("", |m| m.name.as_str());
+            let at = || format!("snapshot.podDisruptionBudgets[{i}].metadata");
+            let name = name_of(meta, &at)?;
             if name.is_empty() {
                 return Err(EngineError::invalid(
                     format!("snapshot.podDisruptionBudgets[{i}].metadata.name"),
                     "PodDisruptionBudget name must not be empty",
                 ));
             }
-            let namespace = meta.map_or("", |m| m.namespace.as_str());
-            let namespace = if namespace.is_empty() {
-                DEFAULT_NAMESPACE
-            } else {
-                namespace
-            };
+            let namespace = namespace_of(meta, &at)?;
             let selector = Selector::compile(
                 pdb.spec.as_ref().and_then(|s| s.selector.as_ref()),
                 &mut strings,
@@ -338,22 +333,21 @@ impl<'a> Index<'a> {
 }
 
 fn compile_node<'a>(
-    node: &'a pb::Node,
+    node: &'a w::Node,
     i: usize,
     strings: &mut Interner<'a>,
 ) -> Result<NodeInfo<'a>, EngineError> {
     let path = || format!("snapshot.nodes[{i}]");
     let meta = node.metadata.as_ref();
-    let name = meta.map_or("", |m| m.name.as_str());
+    let meta_path = || format!("{}.metadata", path());
+    let name = name_of(meta, &meta_path)?;
     if name.is_empty() {
         return Err(EngineError::invalid(
             format!("{}.metadata.name", path()),
             "node name must not be empty",
         ));
     }
-    let labels = meta
-        .map(|m| Labels::from_map(&m.labels, strings))
-        .unwrap_or_default();
+    let labels = labels_of(meta, strings, &meta_path)?;
     let spec = node.spec.as_ref();
     let mut taints = Vec::new();
     for (t, taint) in spec.map_or(&[][..], |s| &s.taints).iter().enumerate() {
@@ -372,8 +366,8 @@ fn compile_node<'a>(
     let ready = status.is_none_or(|s| {
         s.conditions
             .iter()
-            .find(|c| c.r#type == "Ready")
-            .is_none_or(|c| c.status == "True")
+            .find(|c| c.r#type.as_ref() == b"Ready")
+            .is_none_or(|c| c.status.as_ref() == b"True")
     });
     Ok(NodeInfo {
         name,
@@ -389,43 +383,32 @@ fn compile_node<'a>(
 }
 
 fn compile_pod<'a>(
-    pod: &'a pb::Pod,
+    pod: &'a w::Pod,
     path: &dyn Fn() -> String,
     node_ids: &FxHashMap<&'a str, NodeId>,
     strings: &mut Interner<'a>,
 ) -> Result<PodInfo<'a>, EngineError> {
-    static EMPTY_MAP: std::sync::OnceLock<std::collections::BTreeMap<String, String>> =
-        std::sync::OnceLock::new();
-    static EMPTY_SPEC: std::sync::OnceLock<pb::PodSpec> = std::sync::OnceLock::new();
+    static EMPTY_SPEC: std::sync::OnceLock<w::PodSpec> = std::sync::OnceLock::new();
     let meta = pod.metadata.as_ref();
-    let name = meta.map_or("", |m| m.name.as_str());
+    let meta_path = || format!("{}.metadata", path());
+    let name = name_of(meta, &meta_path)?;
     if name.is_empty() {
         return Err(EngineError::invalid(
             format!("{}.metadata.name", path()),
             "pod name must not be empty",
         ));
     }
-    let namespace = meta.map_or("", |m| m.namespace.as_str());
-    let namespace = if namespace.is_empty() {
-        DEFAULT_NAMESPACE
-    } else {
-        namespace
-    };
+    let namespace = namespace_of(meta, &meta_path)?;
     let ns = strings.intern(namespace);
-    let labels = meta
-        .map(|m| Labels::from_map(&m.labels, strings))
-        .unwrap_or_default();
-    let annotations = meta.map_or_else(
-        || EMPTY_MAP.get_or_init(Default::default),
-        |m| &m.annotations,
-    );
+    let labels = labels_of(meta, strings, &meta_path)?;
+    let annotations = meta.map_or(&[][..], |m| &m.annotations);
     let spec = pod
         .spec
         .as_ref()
         .unwrap_or_else(|| EMPTY_SPEC.get_or_init(Default::default));
     let spec_path = || format!("{}.spec", path());
 
-    let phase = pod.status.as_ref().map_or("", |s| s.phase.as_str());
+    let phase = pod.status.as_ref().map_or(&[][..], |s| s.phase.as_ref());
     let controller = meta
         .and_then(|m| {
             m.owner_references
@@ -433,7 +416,7 @@ fn compile_pod<'a>(
                 .find(|o| o.controller == Some(true))
         })
         .map_or(Controller::None, |o| {
-            if o.kind == "DaemonSet" {
+            if o.kind.as_ref() == b"DaemonSet" {
                 Controller::DaemonSet
             } else {
                 Controller::Other
@@ -450,6 +433,7 @@ fn compile_pod<'a>(
     let (affinity, anti_affinity) =
         AffinityTerm::compile_pod(spec, ns, &labels, strings, &spec_path)?;
     let spread = SpreadConstraint::compile_pod(spec, &labels, strings, &spec_path)?;
+    let node_name = view::text(&spec.node_name, || format!("{}.nodeName", spec_path()))?;
 
     Ok(PodInfo {
         namespace,
@@ -457,10 +441,10 @@ fn compile_pod<'a>(
         ns,
         annotations,
         source: pod,
-        bound_to: node_ids.get(spec.node_name.as_str()).copied(),
-        finished: matches!(phase, "Succeeded" | "Failed"),
+        bound_to: node_ids.get(node_name).copied(),
+        finished: matches!(phase, b"Succeeded" | b"Failed"),
         terminating: meta.is_some_and(|m| !m.deletion_timestamp.is_empty()),
-        mirror: annotations.contains_key(MIRROR_ANNOTATION),
+        mirror: view::lookup(annotations, MIRROR_ANNOTATION).is_some(),
         controller,
         priority: spec.priority.unwrap_or(0),
         requests: resources::pod_requests(spec, &spec_path)?,
@@ -471,6 +455,40 @@ fn compile_pod<'a>(
         anti_affinity,
         spread,
         labels,
+    })
+}
+
+fn name_of<'a>(
+    meta: Option<&'a w::ObjectMeta>,
+    path: &dyn Fn() -> String,
+) -> Result<&'a str, EngineError> {
+    meta.map_or(Ok(""), |m| {
+        view::text(&m.name, || format!("{}.name", path()))
+    })
+}
+
+/// The namespace of a namespaced object (`default` when unset, as the API server defaults it).
+fn namespace_of<'a>(
+    meta: Option<&'a w::ObjectMeta>,
+    path: &dyn Fn() -> String,
+) -> Result<&'a str, EngineError> {
+    let namespace = meta.map_or(Ok(""), |m| {
+        view::text(&m.namespace, || format!("{}.namespace", path()))
+    })?;
+    Ok(if namespace.is_empty() {
+        DEFAULT_NAMESPACE
+    } else {
+        namespace
+    })
+}
+
+fn labels_of<'a>(
+    meta: Option<&'a w::ObjectMeta>,
+    strings: &mut Interner<'a>,
+    path: &dyn Fn() -> String,
+) -> Result<Labels, EngineError> {
+    meta.map_or(Ok(Labels::default()), |m| {
+        Labels::from_pairs(&m.labels, strings, &|| format!("{}.labels", path()))
     })
 }
 

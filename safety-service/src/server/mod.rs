@@ -36,7 +36,7 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
-use vpsie_proto::safety::v1::safety_service_server::SafetyServiceServer;
+use vpsie_proto::safety::v1::wire::safety_service_server::SafetyServiceServer;
 
 use crate::grpc::SafetyServiceImpl;
 use crate::metrics::Metrics;

@@ -19,7 +19,7 @@ use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::{Code, Status};
 use tracing::Instrument as _;
-use vpsie_proto::safety::v1::safety_service_server::SafetyServiceServer;
+use vpsie_proto::safety::v1::wire::safety_service_server::SafetyServiceServer;
 
 use crate::grpc::{GRPC_TIMEOUT_HEADER, SafetyServiceImpl, parse_grpc_timeout};
 use crate::metrics::Metrics;

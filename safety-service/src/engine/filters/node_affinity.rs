@@ -2,10 +2,9 @@
 //! In/NotIn/Exists/DoesNotExist/Gt/Lt, `matchFields` on `metadata.name`), and the PreFilter that
 //! rejects a pod whose terms name nodes by name and name none in common.
 
-use vpsie_proto::safety::v1 as pb;
-
 use crate::engine::EngineError;
 use crate::engine::labels::{Interner, Labels, Sym};
+use crate::engine::view::{self, w};
 
 pub const REASON: &str = "node(s) didn't match Pod's node affinity/selector";
 pub const REASON_CONFLICT: &str = "pod affinity terms conflict";
@@ -55,15 +54,15 @@ pub struct RequiredNodeAffinity<'a> {
 
 impl<'a> RequiredNodeAffinity<'a> {
     pub fn compile(
-        spec: &'a pb::PodSpec,
+        spec: &'a w::PodSpec,
         strings: &mut Interner<'a>,
         path: &dyn Fn() -> String,
     ) -> Result<Self, EngineError> {
-        let mut node_selector: Vec<(Sym, Sym)> = spec
-            .node_selector
-            .iter()
-            .map(|(k, v)| (strings.intern(k), strings.intern(v)))
-            .collect();
+        let mut node_selector: Vec<(Sym, Sym)> =
+            view::map(&spec.node_selector, &|| format!("{}.nodeSelector", path()))?
+                .into_iter()
+                .map(|(k, v)| (strings.intern(k), strings.intern(v)))
+                .collect();
         node_selector.sort_unstable();
         let required = spec
             .affinity
@@ -129,28 +128,26 @@ impl<'a> RequiredNodeAffinity<'a> {
 }
 
 fn compile_term<'a>(
-    term: &'a pb::NodeSelectorTerm,
+    term: &'a w::NodeSelectorTerm,
     strings: &mut Interner<'a>,
     path: &dyn Fn() -> String,
 ) -> Result<Term<'a>, EngineError> {
     let mut compiled = Term::default();
     for (i, expression) in term.match_expressions.iter().enumerate() {
         let at = || format!("{}.matchExpressions[{i}]", path());
-        let values = &expression.values;
+        let values = view::texts(&expression.values, &|| format!("{}.values", at()))?;
+        let operator = view::text(&expression.operator, || format!("{}.operator", at()))?;
         let integer = || -> Result<i64, EngineError> {
             match values.as_slice() {
                 [one] => one.parse::<i64>().map_err(|_| {
                     EngineError::invalid(
                         format!("{}.values[0]", at()),
-                        format!(
-                            "operator {} needs an integer value, got {one:?}",
-                            expression.operator
-                        ),
+                        format!("operator {operator} needs an integer value, got {one:?}"),
                     )
                 }),
                 _ => Err(EngineError::invalid(
                     format!("{}.values", at()),
-                    format!("operator {} needs exactly one value", expression.operator),
+                    format!("operator {operator} needs exactly one value"),
                 )),
             }
         };
@@ -158,14 +155,14 @@ fn compile_term<'a>(
             if values.is_empty() {
                 return Err(EngineError::invalid(
                     format!("{}.values", at()),
-                    format!("operator {} needs at least one value", expression.operator),
+                    format!("operator {operator} needs at least one value"),
                 ));
             }
-            let mut syms: Vec<Sym> = values.iter().map(|v| strings.intern(v)).collect();
+            let mut syms: Vec<Sym> = values.iter().map(|&v| strings.intern(v)).collect();
             syms.sort_unstable();
             Ok(syms)
         };
-        let op = match expression.operator.as_str() {
+        let op = match operator {
             "In" => LabelOp::In(set()?),
             "NotIn" => LabelOp::NotIn(set()?),
             "Exists" => LabelOp::Exists,
@@ -182,22 +179,20 @@ fn compile_term<'a>(
             }
         };
         compiled.labels.push(LabelExpression {
-            key: strings.intern(&expression.key),
+            key: strings.intern(view::text(&expression.key, || format!("{}.key", at()))?),
             op,
         });
     }
     for (i, expression) in term.match_fields.iter().enumerate() {
         let at = || format!("{}.matchFields[{i}]", path());
-        if expression.key != NAME_FIELD {
+        let key = view::text(&expression.key, || format!("{}.key", at()))?;
+        if key != NAME_FIELD {
             return Err(EngineError::invalid(
                 format!("{}.key", at()),
-                format!(
-                    "unknown node field {:?} (only metadata.name can be selected)",
-                    expression.key
-                ),
+                format!("unknown node field {key:?} (only metadata.name can be selected)"),
             ));
         }
-        let is_in = match expression.operator.as_str() {
+        let is_in = match view::text(&expression.operator, || format!("{}.operator", at()))? {
             "In" => true,
             "NotIn" => false,
             other => {
@@ -207,7 +202,8 @@ fn compile_term<'a>(
                 ));
             }
         };
-        let [value] = expression.values.as_slice() else {
+        let values = view::texts(&expression.values, &|| format!("{}.values", at()))?;
+        let [value] = values.as_slice() else {
             return Err(EngineError::invalid(
                 format!("{}.values", at()),
                 "a node field selector takes exactly one value",
@@ -243,16 +239,16 @@ fn term_matches(term: &Term<'_>, labels: &Labels, node_name: &str, strings: &Int
 
 /// The NodeAffinity PreFilter's node-name sets: `true` when every term restricts node names with
 /// `metadata.name In` and each term's intersection is empty.
-fn names_conflict(terms: &[pb::NodeSelectorTerm]) -> bool {
+fn names_conflict(terms: &[w::NodeSelectorTerm]) -> bool {
     if terms.is_empty() {
         return false;
     }
     let mut any_named = false;
     for term in terms {
-        let mut named: Option<Vec<&str>> = None;
+        let mut named: Option<Vec<&[u8]>> = None;
         for field in &term.match_fields {
-            if field.key == NAME_FIELD && field.operator == "In" {
-                let values: Vec<&str> = field.values.iter().map(String::as_str).collect();
+            if field.key.as_ref() == NAME_FIELD.as_bytes() && field.operator.as_ref() == b"In" {
+                let values: Vec<&[u8]> = field.values.iter().map(|v| v.as_ref()).collect();
                 named = Some(match named {
                     None => values,
                     Some(previous) => previous
@@ -273,27 +269,25 @@ fn names_conflict(terms: &[pb::NodeSelectorTerm]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use crate::engine::view::view_of_json;
+    use vpsie_proto::safety::v1 as pb;
 
-    fn compile<'a>(spec: &'a pb::PodSpec, strings: &mut Interner<'a>) -> RequiredNodeAffinity<'a> {
+    fn compile<'a>(spec: &'a w::PodSpec, strings: &mut Interner<'a>) -> RequiredNodeAffinity<'a> {
         RequiredNodeAffinity::compile(spec, strings, &|| "spec".into()).expect("compile")
     }
 
-    fn spec(json: &str) -> pb::PodSpec {
-        serde_json::from_str(json).expect("spec json")
+    fn spec(json: &str) -> w::PodSpec {
+        view_of_json::<pb::PodSpec, _>(json)
     }
 
-    fn required(terms: &str) -> pb::PodSpec {
+    fn required(terms: &str) -> w::PodSpec {
         spec(&format!(
             r#"{{"affinity":{{"nodeAffinity":{{"requiredDuringSchedulingIgnoredDuringExecution":{{"nodeSelectorTerms":{terms}}}}}}}}}"#
         ))
     }
 
-    fn node_labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+    fn node_labels<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        pairs.to_vec()
     }
 
     #[test]
@@ -303,8 +297,8 @@ mod tests {
         let labels_bad = node_labels(&[("disktype", "ssd"), ("zone", "b")]);
         let mut strings = Interner::default();
         let affinity = compile(&spec, &mut strings);
-        let ok = Labels::from_map(&labels_ok, &mut strings);
-        let bad = Labels::from_map(&labels_bad, &mut strings);
+        let ok = Labels::from_texts(&labels_ok, &mut strings);
+        let bad = Labels::from_texts(&labels_bad, &mut strings);
         assert!(affinity.matches(&ok, "n1", &strings));
         assert!(!affinity.matches(&bad, "n1", &strings));
     }
@@ -319,9 +313,9 @@ mod tests {
         let mut strings = Interner::default();
         let affinity = compile(&spec, &mut strings);
         let (four, three, v2) = (
-            Labels::from_map(&four, &mut strings),
-            Labels::from_map(&three, &mut strings),
-            Labels::from_map(&v2, &mut strings),
+            Labels::from_texts(&four, &mut strings),
+            Labels::from_texts(&three, &mut strings),
+            Labels::from_texts(&v2, &mut strings),
         );
         assert!(affinity.matches(&four, "n", &strings));
         assert!(!affinity.matches(&three, "n", &strings));
@@ -338,7 +332,7 @@ mod tests {
         let zone_b = node_labels(&[("zone", "b")]);
         let mut strings = Interner::default();
         let affinity = compile(&spec, &mut strings);
-        let zone_b = Labels::from_map(&zone_b, &mut strings);
+        let zone_b = Labels::from_texts(&zone_b, &mut strings);
         assert!(!affinity.matches(&zone_b, "n1", &strings));
         assert!(affinity.matches(&zone_b, "n9", &strings));
         assert!(!affinity.conflict);

@@ -1,9 +1,8 @@
 //! NodePorts: a host port already used on the node with the same protocol and an overlapping
 //! host IP (0.0.0.0 overlaps every address).
 
-use vpsie_proto::safety::v1 as pb;
-
 use crate::engine::EngineError;
+use crate::engine::view::{self, w};
 
 pub const REASON: &str = "node(s) didn't have free ports for the requested pod ports";
 const ALL_ADDRESSES: &str = "0.0.0.0";
@@ -26,7 +25,7 @@ impl HostPort<'_> {
 /// The host ports a pod binds: its containers' ports with a host port (for a host-network pod
 /// every container port is a host port, as the API server's defaulting makes it).
 pub fn host_ports<'a>(
-    spec: &'a pb::PodSpec,
+    spec: &'a w::PodSpec,
     path: &dyn Fn() -> String,
 ) -> Result<Vec<HostPort<'a>>, EngineError> {
     let mut ports = Vec::new();
@@ -40,20 +39,20 @@ pub fn host_ports<'a>(
             if host_port <= 0 {
                 continue;
             }
-            let protocol = match port.protocol.as_str() {
+            let at = || format!("{}.containers[{c}].ports[{p}]", path());
+            let protocol = match view::text(&port.protocol, || format!("{}.protocol", at()))? {
                 "" => "TCP",
                 known @ ("TCP" | "UDP" | "SCTP") => known,
                 other => {
                     return Err(EngineError::invalid(
-                        format!("{}.containers[{c}].ports[{p}].protocol", path()),
+                        format!("{}.protocol", at()),
                         format!("unknown protocol {other:?} (want TCP, UDP or SCTP)"),
                     ));
                 }
             };
-            let ip = if port.host_ip.is_empty() {
-                ALL_ADDRESSES
-            } else {
-                port.host_ip.as_str()
+            let ip = match view::text(&port.host_ip, || format!("{}.hostIP", at()))? {
+                "" => ALL_ADDRESSES,
+                ip => ip,
             };
             ports.push(HostPort {
                 ip,
@@ -68,6 +67,8 @@ pub fn host_ports<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::view::view_of_json;
+    use vpsie_proto::safety::v1 as pb;
 
     fn port(ip: &'static str, protocol: &'static str, port: i32) -> HostPort<'static> {
         HostPort { ip, protocol, port }
@@ -84,19 +85,17 @@ mod tests {
 
     #[test]
     fn defaults_and_host_network() {
-        let spec: pb::PodSpec = serde_json::from_str(
+        let spec: w::PodSpec = view_of_json::<pb::PodSpec, _>(
             r#"{"hostNetwork":true,"containers":[{"name":"a","ports":[{"containerPort":9100},{"containerPort":53,"protocol":"UDP","hostIP":"10.0.0.1"}]}]}"#,
-        )
-        .expect("spec");
+        );
         let ports = host_ports(&spec, &|| "spec".into()).expect("ports");
         assert_eq!(
             ports,
             vec![port("0.0.0.0", "TCP", 9100), port("10.0.0.1", "UDP", 53)]
         );
-        let spec: pb::PodSpec = serde_json::from_str(
+        let spec: w::PodSpec = view_of_json::<pb::PodSpec, _>(
             r#"{"containers":[{"name":"a","ports":[{"containerPort":8080}]}]}"#,
-        )
-        .expect("spec");
+        );
         assert!(
             host_ports(&spec, &|| "spec".into())
                 .expect("ports")

@@ -2,12 +2,12 @@
 //! anti-affinity, and the required anti-affinity of pods already placed against the newcomer.
 
 use rustc_hash::FxHashMap;
-use vpsie_proto::safety::v1 as pb;
 
 use crate::engine::EngineError;
 use crate::engine::labels::{Interner, Labels, Selector, Sym};
 use crate::engine::snapshot::{Index, PodId, PodInfo};
 use crate::engine::state::ClusterState;
+use crate::engine::view::{self, w};
 
 pub const REASON_AFFINITY: &str = "node(s) didn't match pod affinity rules";
 pub const REASON_ANTI_AFFINITY: &str = "node(s) didn't match pod anti-affinity rules";
@@ -28,7 +28,7 @@ impl AffinityTerm {
     /// Compiles the required affinity and anti-affinity terms of a pod, merging
     /// `matchLabelKeys`/`mismatchLabelKeys` into the label selector as the API server does.
     pub fn compile_pod<'a>(
-        spec: &'a pb::PodSpec,
+        spec: &'a w::PodSpec,
         own_namespace: Sym,
         own_labels: &Labels,
         strings: &mut Interner<'a>,
@@ -37,7 +37,7 @@ impl AffinityTerm {
         let Some(affinity) = spec.affinity.as_ref() else {
             return Ok((Vec::new(), Vec::new()));
         };
-        let mut compile_all = |terms: &'a [pb::PodAffinityTerm], field: &str| {
+        let mut compile_all = |terms: &'a [w::PodAffinityTerm], field: &str| {
             let mut compiled = Vec::with_capacity(terms.len());
             for (i, term) in terms.iter().enumerate() {
                 let at = || {
@@ -100,13 +100,14 @@ impl AffinityTerm {
 }
 
 fn compile_term<'a>(
-    term: &'a pb::PodAffinityTerm,
+    term: &'a w::PodAffinityTerm,
     own_namespace: Sym,
     own_labels: &Labels,
     strings: &mut Interner<'a>,
     path: &dyn Fn() -> String,
 ) -> Result<AffinityTerm, EngineError> {
-    if term.topology_key.is_empty() {
+    let topology_key = view::text(&term.topology_key, || format!("{}.topologyKey", path()))?;
+    if topology_key.is_empty() {
         return Err(EngineError::invalid(
             format!("{}.topologyKey", path()),
             "topologyKey must not be empty",
@@ -115,11 +116,11 @@ fn compile_term<'a>(
     let mut selector = Selector::compile(term.label_selector.as_ref(), strings, &|| {
         format!("{}.labelSelector", path())
     })?;
-    for (keys, mismatch) in [
-        (&term.match_label_keys, false),
-        (&term.mismatch_label_keys, true),
+    for (keys, field, mismatch) in [
+        (&term.match_label_keys, "matchLabelKeys", false),
+        (&term.mismatch_label_keys, "mismatchLabelKeys", true),
     ] {
-        for key in keys {
+        for key in view::texts(keys, &|| format!("{}.{field}", path()))? {
             let key = strings.intern(key);
             if let Some(value) = own_labels.get(key) {
                 selector.and_label(key, value, mismatch);
@@ -133,7 +134,10 @@ fn compile_term<'a>(
         if term.namespaces.is_empty() && term.namespace_selector.is_none() {
             vec![own_namespace]
         } else {
-            term.namespaces.iter().map(|n| strings.intern(n)).collect()
+            view::texts(&term.namespaces, &|| format!("{}.namespaces", path()))?
+                .into_iter()
+                .map(|n| strings.intern(n))
+                .collect()
         };
     namespaces.sort_unstable();
     namespaces.dedup();
@@ -141,7 +145,7 @@ fn compile_term<'a>(
         selector,
         namespaces,
         namespace_selector,
-        topology_key: strings.intern(&term.topology_key),
+        topology_key: strings.intern(topology_key),
     })
 }
 

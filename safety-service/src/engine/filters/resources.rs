@@ -2,12 +2,10 @@
 //! resources against allocatable minus what the node's pods request.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
-
-use vpsie_proto::safety::v1 as pb;
 
 use crate::engine::EngineError;
 use crate::engine::quantity::Quantity;
+use crate::engine::view::{self, w};
 
 pub const CPU: &str = "cpu";
 pub const MEMORY: &str = "memory";
@@ -82,11 +80,14 @@ pub struct Allocatable<'a> {
 
 impl<'a> Allocatable<'a> {
     pub fn parse(
-        list: &'a BTreeMap<String, String>,
+        list: &'a [w::StringPair],
         path: &dyn Fn() -> String,
     ) -> Result<Self, EngineError> {
         let mut pods = 0;
-        if let Some(text) = list.get(PODS) {
+        if let Some(text) = view::lookup(list, PODS) {
+            let text = std::str::from_utf8(text).map_err(|_| {
+                EngineError::invalid(format!("{}[{PODS:?}]", path()), "not valid UTF-8")
+            })?;
             pods = Quantity::parse(text)
                 .map_err(|e| {
                     EngineError::invalid(
@@ -179,12 +180,27 @@ impl<'a> ExactList<'a> {
     }
 }
 
+/// A resource list of the wire view. Read from the last pair back, so that of duplicate names
+/// only the last (the one a map keeps) is parsed.
 fn parse_list<'a>(
-    list: &'a BTreeMap<String, String>,
+    list: &'a [w::StringPair],
     path: &dyn Fn() -> String,
 ) -> Result<ExactList<'a>, EngineError> {
     let mut exact = ExactList::default();
-    for (name, text) in list {
+    for pair in list.iter().rev() {
+        let name = view::text(&pair.key, || format!("{} (a key)", path()))?;
+        let seen = match name {
+            CPU => exact.cpu.is_some(),
+            MEMORY => exact.memory.is_some(),
+            EPHEMERAL_STORAGE => exact.ephemeral_storage.is_some(),
+            other if is_scalar(other) => exact.scalar.iter().any(|&(n, _)| n == other),
+            // Not counted, but still validated.
+            _ => false,
+        };
+        if seen {
+            continue;
+        }
+        let text = view::text(&pair.value, || format!("{}[{name:?}]", path()))?;
         let quantity = Quantity::parse(text).map_err(|e| {
             EngineError::invalid(
                 format!("{}[{name:?}]", path()),
@@ -192,7 +208,7 @@ fn parse_list<'a>(
             )
         })?;
         let nanos = Some(quantity.nanos());
-        match name.as_str() {
+        match name {
             CPU => exact.cpu = nanos,
             MEMORY => exact.memory = nanos,
             EPHEMERAL_STORAGE => exact.ephemeral_storage = nanos,
@@ -207,7 +223,7 @@ fn parse_list<'a>(
 /// Requests of one container (or the pod-level block), with the API server's defaulting:
 /// a resource with a limit and no request requests its limit.
 fn requests_of<'a>(
-    resources: Option<&'a pb::ResourceRequirements>,
+    resources: Option<&'a w::ResourceRequirements>,
     path: &dyn Fn() -> String,
 ) -> Result<ExactList<'a>, EngineError> {
     let Some(resources) = resources else {
@@ -225,7 +241,7 @@ fn requests_of<'a>(
 /// (sidecars — init containers with `restartPolicy: Always` — add up and stay for the rest),
 /// replaced by pod-level requests for cpu and memory when set, plus the pod overhead.
 pub fn pod_requests<'a>(
-    spec: &'a pb::PodSpec,
+    spec: &'a w::PodSpec,
     path: &dyn Fn() -> String,
 ) -> Result<Resources<'a>, EngineError> {
     let mut total = ExactList::default();
@@ -241,7 +257,7 @@ pub fn pod_requests<'a>(
             let requests = requests_of(container.resources.as_ref(), &|| {
                 format!("{}.initContainers[{i}].resources", path())
             })?;
-            if container.restart_policy == "Always" {
+            if container.restart_policy.as_ref() == b"Always" {
                 total.add(&requests);
                 sidecars.add(&requests);
                 init_peak.max(&sidecars);
@@ -311,9 +327,11 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::view::view_of_json;
+    use vpsie_proto::safety::v1 as pb;
 
-    fn spec(json: &str) -> pb::PodSpec {
-        serde_json::from_str(json).expect("pod spec json")
+    fn spec(json: &str) -> w::PodSpec {
+        view_of_json::<pb::PodSpec, _>(json)
     }
 
     fn requests(json: &str) -> (i64, i64) {
@@ -392,14 +410,17 @@ mod tests {
 
     #[test]
     fn fit_reasons_in_kube_scheduler_order() {
-        let node: BTreeMap<String, String> = [
+        let node: Vec<w::StringPair> = [
             ("cpu", "1"),
             ("memory", "1Gi"),
             ("pods", "1"),
             ("nvidia.com/gpu", "0"),
         ]
         .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .map(|(k, v)| w::StringPair {
+            key: k.as_bytes().to_vec().into(),
+            value: v.as_bytes().to_vec().into(),
+        })
         .collect();
         let allocatable = Allocatable::parse(&node, &|| "n".into()).expect("allocatable");
         let request = Resources {

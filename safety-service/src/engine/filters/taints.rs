@@ -1,9 +1,8 @@
 //! Taints and tolerations: the NodeUnschedulable and TaintToleration filters, and the taint side
 //! of PodTopologySpread's `nodeTaintsPolicy: Honor`.
 
-use vpsie_proto::safety::v1 as pb;
-
 use crate::engine::EngineError;
+use crate::engine::view::{self, w};
 
 /// The taint the node lifecycle controller puts on cordoned nodes, and the one the ghost gets.
 pub const UNSCHEDULABLE_TAINT_KEY: &str = "node.kubernetes.io/unschedulable";
@@ -54,29 +53,27 @@ impl<'a> Taint<'a> {
     };
 
     pub fn compile(
-        taint: &'a pb::Taint,
+        taint: &'a w::Taint,
         path: &dyn Fn() -> String,
     ) -> Result<Taint<'a>, EngineError> {
-        if taint.key.is_empty() {
+        let key = view::text(&taint.key, || format!("{}.key", path()))?;
+        let value = view::text(&taint.value, || format!("{}.value", path()))?;
+        let effect = view::text(&taint.effect, || format!("{}.effect", path()))?;
+        if key.is_empty() {
             return Err(EngineError::invalid(
                 format!("{}.key", path()),
                 "taint key must not be empty",
             ));
         }
-        let effect = Effect::parse(&taint.effect).ok_or_else(|| {
+        let effect = Effect::parse(effect).ok_or_else(|| {
             EngineError::invalid(
                 format!("{}.effect", path()),
                 format!(
-                    "unknown taint effect {:?} (want NoSchedule, PreferNoSchedule or NoExecute)",
-                    taint.effect
+                    "unknown taint effect {effect:?} (want NoSchedule, PreferNoSchedule or NoExecute)"
                 ),
             )
         })?;
-        Ok(Taint {
-            key: &taint.key,
-            value: &taint.value,
-            effect,
-        })
+        Ok(Taint { key, value, effect })
     }
 }
 
@@ -91,10 +88,14 @@ pub struct Toleration<'a> {
 
 impl<'a> Toleration<'a> {
     pub fn compile(
-        toleration: &'a pb::Toleration,
+        toleration: &'a w::Toleration,
         path: &dyn Fn() -> String,
     ) -> Result<Toleration<'a>, EngineError> {
-        let exists = match toleration.operator.as_str() {
+        let key = view::text(&toleration.key, || format!("{}.key", path()))?;
+        let value = view::text(&toleration.value, || format!("{}.value", path()))?;
+        let operator = view::text(&toleration.operator, || format!("{}.operator", path()))?;
+        let effect = view::text(&toleration.effect, || format!("{}.effect", path()))?;
+        let exists = match operator {
             "" | "Equal" => false,
             "Exists" => true,
             other => {
@@ -104,23 +105,22 @@ impl<'a> Toleration<'a> {
                 ));
             }
         };
-        let effect = if toleration.effect.is_empty() {
+        let effect = if effect.is_empty() {
             None
         } else {
-            Some(Effect::parse(&toleration.effect).ok_or_else(|| {
+            Some(Effect::parse(effect).ok_or_else(|| {
                 EngineError::invalid(
                     format!("{}.effect", path()),
                     format!(
-                        "unknown taint effect {:?} (want NoSchedule, PreferNoSchedule or NoExecute)",
-                        toleration.effect
+                        "unknown taint effect {effect:?} (want NoSchedule, PreferNoSchedule or NoExecute)"
                     ),
                 )
             })?)
         };
         Ok(Toleration {
-            key: &toleration.key,
+            key,
             exists,
-            value: &toleration.value,
+            value,
             effect,
         })
     }
@@ -164,9 +164,11 @@ pub fn untolerated_reason(taint: &Taint<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::view::view_of_json;
+    use vpsie_proto::safety::v1 as pb;
 
-    fn toleration(json: &str) -> pb::Toleration {
-        serde_json::from_str(json).expect("toleration json")
+    fn toleration(json: &str) -> w::Toleration {
+        view_of_json::<pb::Toleration, _>(json)
     }
 
     fn tolerates(toleration_json: &str, taint: Taint<'_>) -> bool {
@@ -232,8 +234,7 @@ mod tests {
             err.to_string()
                 .starts_with("spec.tolerations[2].operator: unknown toleration operator")
         );
-        let taint: pb::Taint =
-            serde_json::from_str(r#"{"key":"a","effect":"Sometimes"}"#).expect("taint");
+        let taint: w::Taint = view_of_json::<pb::Taint, _>(r#"{"key":"a","effect":"Sometimes"}"#);
         let err =
             Taint::compile(&taint, &|| "nodes[1].spec.taints[0]".into()).expect_err("bad effect");
         assert!(

@@ -4,13 +4,13 @@
 //! constraints on the same key share one count per domain (the last one evaluated wins).
 
 use rustc_hash::FxHashMap;
-use vpsie_proto::safety::v1 as pb;
 
 use crate::engine::EngineError;
 use crate::engine::filters::taints::first_untolerated;
 use crate::engine::labels::{Interner, Labels, Selector, Sym};
 use crate::engine::snapshot::{Index, PodId, effective_taints};
 use crate::engine::state::ClusterState;
+use crate::engine::view::{self, w};
 
 pub const REASON: &str = "node(s) didn't match pod topology spread constraints";
 pub const REASON_MISSING_LABEL: &str =
@@ -30,7 +30,7 @@ impl SpreadConstraint {
     /// The pod's DoNotSchedule constraints (ScheduleAnyway never filters), with `matchLabelKeys`
     /// merged into the selector.
     pub fn compile_pod<'a>(
-        spec: &'a pb::PodSpec,
+        spec: &'a w::PodSpec,
         own_labels: &Labels,
         strings: &mut Interner<'a>,
         path: &dyn Fn() -> String,
@@ -38,7 +38,8 @@ impl SpreadConstraint {
         let mut constraints = Vec::new();
         for (i, constraint) in spec.topology_spread_constraints.iter().enumerate() {
             let at = || format!("{}.topologySpreadConstraints[{i}]", path());
-            let do_not_schedule = match constraint.when_unsatisfiable.as_str() {
+            let text = |bytes, field: &str| view::text(bytes, || format!("{}.{field}", at()));
+            let do_not_schedule = match text(&constraint.when_unsatisfiable, "whenUnsatisfiable")? {
                 "DoNotSchedule" => true,
                 "ScheduleAnyway" => false,
                 other => {
@@ -54,7 +55,8 @@ impl SpreadConstraint {
                     format!("must be at least 1, got {}", constraint.max_skew),
                 ));
             }
-            if constraint.topology_key.is_empty() {
+            let topology_key = text(&constraint.topology_key, "topologyKey")?;
+            if topology_key.is_empty() {
                 return Err(EngineError::invalid(
                     format!("{}.topologyKey", at()),
                     "topologyKey must not be empty",
@@ -69,15 +71,23 @@ impl SpreadConstraint {
                     format!("unknown policy {other:?} (want Honor or Ignore)"),
                 )),
             };
-            let honor_node_affinity =
-                policy(&constraint.node_affinity_policy, "nodeAffinityPolicy", true)?;
-            let honor_node_taints =
-                policy(&constraint.node_taints_policy, "nodeTaintsPolicy", false)?;
+            let honor_node_affinity = policy(
+                text(&constraint.node_affinity_policy, "nodeAffinityPolicy")?,
+                "nodeAffinityPolicy",
+                true,
+            )?;
+            let honor_node_taints = policy(
+                text(&constraint.node_taints_policy, "nodeTaintsPolicy")?,
+                "nodeTaintsPolicy",
+                false,
+            )?;
             let mut selector =
                 Selector::compile(constraint.label_selector.as_ref(), strings, &|| {
                     format!("{}.labelSelector", at())
                 })?;
-            for key in &constraint.match_label_keys {
+            for key in view::texts(&constraint.match_label_keys, &|| {
+                format!("{}.matchLabelKeys", at())
+            })? {
                 let key = strings.intern(key);
                 if let Some(value) = own_labels.get(key) {
                     selector.and_label(key, value, false);
@@ -96,7 +106,7 @@ impl SpreadConstraint {
             if do_not_schedule {
                 constraints.push(SpreadConstraint {
                     max_skew: i64::from(constraint.max_skew),
-                    topology_key: strings.intern(&constraint.topology_key),
+                    topology_key: strings.intern(topology_key),
                     selector,
                     min_domains,
                     honor_node_affinity,

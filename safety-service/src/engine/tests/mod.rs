@@ -74,14 +74,19 @@ pub fn can_remove(
     options: pb::RemovalOptions,
 ) -> pb::CanRemoveNodeResponse {
     super::can_remove_node(
-        &pb::CanRemoveNodeRequest {
+        &view(&pb::CanRemoveNodeRequest {
             snapshot: Some(snapshot),
             node_name: node.to_string(),
             options: Some(options),
-        },
+        }),
         super::Deadline::NONE,
     )
     .expect("engine answers")
+}
+
+/// The wire view of an owned message, as the engine reads it.
+pub fn view<V: prost::Message + Default>(owned: &impl prost::Message) -> V {
+    super::view_of(owned).expect("an owned message re-reads as its view")
 }
 
 pub fn blocking(response: &pb::CanRemoveNodeResponse) -> Vec<(String, pb::BlockingReason)> {

@@ -155,7 +155,7 @@ proptest! {
             node_name: node.clone(),
             options: Some(options()),
         };
-        match crate::engine::can_remove_node(&request, Deadline::NONE) {
+        match crate::engine::can_remove_node(&super::view(&request), Deadline::NONE) {
             Ok(response) => {
                 prop_assert!(response.placements.iter().all(|p| p.node_name != node));
                 prop_assert_eq!(response.removable, response.blocking_pods.is_empty()
@@ -175,7 +175,7 @@ proptest! {
             options: Some(options()),
             max_nodes: 0,
         };
-        if let Ok(response) = crate::engine::can_remove_nodes(&many, Deadline::NONE) {
+        if let Ok(response) = crate::engine::can_remove_nodes(&super::view(&many), Deadline::NONE) {
             prop_assert!(response.removable_nodes.len() <= nodes);
             // a committed node never receives pods afterwards
             for (i, result) in response.results.iter().enumerate() {
@@ -194,7 +194,7 @@ proptest! {
                 exclude_nodes: vec![],
                 explain: true,
             };
-            if let Ok(response) = crate::engine::find_schedulable_node(&find, Deadline::NONE) {
+            if let Ok(response) = crate::engine::find_schedulable_node(&super::view(&find), Deadline::NONE) {
                 let mut sorted = response.feasible_nodes.clone();
                 sorted.sort();
                 prop_assert_eq!(&sorted, &response.feasible_nodes);

@@ -286,7 +286,8 @@ fn can_remove_nodes_commits_budgets_and_placements_across_nodes() {
         options: Some(options()),
         max_nodes: 0,
     };
-    let response = crate::engine::can_remove_nodes(&request, Deadline::NONE).expect("answers");
+    let response =
+        crate::engine::can_remove_nodes(&super::view(&request), Deadline::NONE).expect("answers");
     assert_eq!(
         response.removable_nodes,
         vec!["n1".to_string(), "n2".to_string()]
@@ -319,7 +320,8 @@ fn can_remove_nodes_commits_budgets_and_placements_across_nodes() {
         max_nodes: 1,
         ..request
     };
-    let response = crate::engine::can_remove_nodes(&bounded, Deadline::NONE).expect("answers");
+    let response =
+        crate::engine::can_remove_nodes(&super::view(&bounded), Deadline::NONE).expect("answers");
     assert_eq!(response.removable_nodes, vec!["n1".to_string()]);
     assert_eq!(response.results.len(), 1);
 }
@@ -341,14 +343,16 @@ fn a_rejected_candidate_leaves_no_trace() {
         options: Some(options()),
         max_nodes: 0,
     };
-    let response = crate::engine::can_remove_nodes(&request, Deadline::NONE).expect("answers");
+    let response =
+        crate::engine::can_remove_nodes(&super::view(&request), Deadline::NONE).expect("answers");
     // n1's 6 cpu fit on n2 only; n1 is accepted, then n2 (7 cpu used) cannot go
     assert_eq!(response.removable_nodes, vec!["n1".to_string()]);
     let request = pb::CanRemoveNodesRequest {
         node_names: vec!["n3".into(), "n2".into()],
         ..request
     };
-    let response = crate::engine::can_remove_nodes(&request, Deadline::NONE).expect("answers");
+    let response =
+        crate::engine::can_remove_nodes(&super::view(&request), Deadline::NONE).expect("answers");
     assert_eq!(
         response.removable_nodes,
         vec!["n3".to_string(), "n2".to_string()]
@@ -587,7 +591,7 @@ fn unknown_node_and_bad_input_are_errors_not_answers() {
         options: None,
     };
     assert_eq!(
-        crate::engine::can_remove_node(&request, Deadline::NONE),
+        crate::engine::can_remove_node(&super::view(&request), Deadline::NONE),
         Err(EngineError::NodeNotFound("nope".into()))
     );
     let bad = merge(pod("myapp", "web", "n1", "12x", "64Mi"), json!({}));
@@ -597,7 +601,7 @@ fn unknown_node_and_bad_input_are_errors_not_answers() {
         options: None,
     };
     let Err(EngineError::InvalidArgument { path, message }) =
-        crate::engine::can_remove_node(&request, Deadline::NONE)
+        crate::engine::can_remove_node(&super::view(&request), Deadline::NONE)
     else {
         panic!("want invalid argument")
     };
@@ -617,7 +621,7 @@ fn unknown_node_and_bad_input_are_errors_not_answers() {
         options: None,
     };
     assert!(matches!(
-        crate::engine::can_remove_node(&request, Deadline::NONE),
+        crate::engine::can_remove_node(&super::view(&request), Deadline::NONE),
         Err(EngineError::InvalidArgument { .. })
     ));
 }
@@ -634,7 +638,7 @@ fn a_passed_deadline_stops_the_simulation() {
     };
     let past = Deadline::at(std::time::Instant::now());
     assert_eq!(
-        crate::engine::can_remove_node(&request, past),
+        crate::engine::can_remove_node(&super::view(&request), past),
         Err(EngineError::DeadlineExceeded)
     );
 }
@@ -656,7 +660,8 @@ fn find_schedulable_node_replaces_the_same_pod_and_reports_excluded_nodes() {
         exclude_nodes: vec!["n1".into()],
         explain: true,
     };
-    let response = crate::engine::find_schedulable_node(&request, Deadline::NONE).expect("answers");
+    let response = crate::engine::find_schedulable_node(&super::view(&request), Deadline::NONE)
+        .expect("answers");
     // its old self on n2 no longer counts, so n2 has room again
     assert_eq!(
         response.feasible_nodes,
