@@ -11,26 +11,44 @@ use super::view::{self, w};
 /// An interned string of the request.
 pub type Sym = u32;
 
-/// Interns borrowed strings: the snapshot outlives the index, so nothing is copied.
+/// Interns borrowed strings: the snapshot outlives the index, so nothing is copied. Keyed by
+/// bytes, so that a string field of the wire view is checked for UTF-8 only the first time it is
+/// seen (label keys and values repeat across thousands of pods).
 #[derive(Debug, Default)]
 pub struct Interner<'a> {
-    ids: FxHashMap<&'a str, Sym>,
+    ids: FxHashMap<&'a [u8], Sym>,
     names: Vec<&'a str>,
 }
 
 impl<'a> Interner<'a> {
     pub fn intern(&mut self, text: &'a str) -> Sym {
-        if let Some(&id) = self.ids.get(text) {
+        if let Some(&id) = self.ids.get(text.as_bytes()) {
             return id;
         }
+        self.insert(text)
+    }
+
+    /// Interns a string field of the wire view, checking UTF-8 when it is new.
+    pub fn intern_bytes(
+        &mut self,
+        bytes: &'a [u8],
+        path: impl FnOnce() -> String,
+    ) -> Result<Sym, EngineError> {
+        if let Some(&id) = self.ids.get(bytes) {
+            return Ok(id);
+        }
+        Ok(self.insert(view::text(bytes, path)?))
+    }
+
+    fn insert(&mut self, text: &'a str) -> Sym {
         let id = self.names.len() as Sym;
         self.names.push(text);
-        self.ids.insert(text, id);
+        self.ids.insert(text.as_bytes(), id);
         id
     }
 
     pub fn get(&self, text: &str) -> Option<Sym> {
-        self.ids.get(text).copied()
+        self.ids.get(text.as_bytes()).copied()
     }
 
     pub fn name(&self, sym: Sym) -> &'a str {
@@ -52,9 +70,11 @@ impl Labels {
         let mut pairs = Vec::with_capacity(map.len());
         // Reversed and stably sorted, so that of duplicate keys the last in wire order stays.
         for pair in map.iter().rev() {
-            let key = view::text(&pair.key, || format!("{} (a key)", path()))?;
-            let value = view::text(&pair.value, || format!("{}[{key:?}]", path()))?;
-            pairs.push((strings.intern(key), strings.intern(value)));
+            let key = strings.intern_bytes(&pair.key, || format!("{} (a key)", path()))?;
+            let value = strings.intern_bytes(&pair.value, || {
+                format!("{}[{:?}]", path(), String::from_utf8_lossy(&pair.key))
+            })?;
+            pairs.push((key, value));
         }
         pairs.sort_by_key(|&(k, _)| k);
         pairs.dedup_by_key(|&mut (k, _)| k);

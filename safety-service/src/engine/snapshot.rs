@@ -168,18 +168,13 @@ impl<'a> Index<'a> {
             namespace_labels.insert(strings.intern(name), labels);
         }
 
-        let mut pods = Vec::with_capacity(snapshot.pods.len() + 1);
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut pods = compile_pods(&snapshot.pods, &node_ids, &mut strings, threads)?;
         let mut pod_ids = FxHashMap::default();
-        pod_ids.reserve(snapshot.pods.len());
-        for (i, pod) in snapshot.pods.iter().enumerate() {
-            let info = compile_pod(
-                pod,
-                &|| format!("snapshot.pods[{i}]"),
-                &node_ids,
-                &mut strings,
-            )?;
+        pod_ids.reserve(pods.len());
+        for (i, info) in pods.iter().enumerate() {
             if pod_ids
-                .insert((info.namespace, info.name), pods.len() as PodId)
+                .insert((info.namespace, info.name), i as PodId)
                 .is_some()
             {
                 return Err(EngineError::invalid(
@@ -187,7 +182,6 @@ impl<'a> Index<'a> {
                     format!("duplicate pod {}", info.key()),
                 ));
             }
-            pods.push(info);
         }
         let question = match question {
             Some(pod) => {
@@ -382,13 +376,141 @@ fn compile_node<'a>(
     })
 }
 
+/// Below this many pods, a second thread costs more than it saves.
+const PARALLEL_PODS: usize = 512;
+
+/// Compiles every pod. A large snapshot is compiled on two threads: this one does the parts that
+/// intern (identity, labels, selectors), the other the parts that need no interner (requests,
+/// ports, tolerations, ownership), so neither waits for the other and nothing is merged but the
+/// two halves of each pod. Either way a pod's symbols are checked before its usage, and the
+/// first failing pod (in snapshot order) is the error.
+fn compile_pods<'a>(
+    pods: &'a [w::Pod],
+    node_ids: &FxHashMap<&'a str, NodeId>,
+    strings: &mut Interner<'a>,
+    threads: usize,
+) -> Result<Vec<PodInfo<'a>>, EngineError> {
+    let path = |i: usize| move || format!("snapshot.pods[{i}]");
+    if pods.len() < PARALLEL_PODS || threads < 2 {
+        let mut compiled = Vec::with_capacity(pods.len() + 1);
+        for (i, pod) in pods.iter().enumerate() {
+            compiled.push(compile_pod(pod, &path(i), node_ids, strings)?);
+        }
+        return Ok(compiled);
+    }
+    let (symbols, usage) = std::thread::scope(|scope| {
+        let usage = scope.spawn(|| {
+            pods.iter()
+                .enumerate()
+                .map(|(i, pod)| compile_usage(pod, &path(i), node_ids).map_err(|e| (i, e)))
+                .collect::<Result<Vec<_>, _>>()
+        });
+        let symbols = pods
+            .iter()
+            .enumerate()
+            .map(|(i, pod)| compile_symbols(pod, &path(i), strings).map_err(|e| (i, e)))
+            .collect::<Result<Vec<_>, _>>();
+        // A panic on the other thread is a bug; say so rather than take the server down.
+        let usage = usage.join().unwrap_or_else(|_| {
+            Err((
+                0,
+                EngineError::invalid("snapshot.pods", "compiling the pods failed unexpectedly"),
+            ))
+        });
+        (symbols, usage)
+    });
+    match (symbols, usage) {
+        (Ok(symbols), Ok(usage)) => {
+            let mut compiled = Vec::with_capacity(pods.len() + 1);
+            compiled.extend(
+                symbols
+                    .into_iter()
+                    .zip(usage)
+                    .map(|(symbols, usage)| PodInfo::assemble(symbols, usage)),
+            );
+            Ok(compiled)
+        }
+        (Err((i, error)), Err((j, _))) if i <= j => Err(error),
+        (_, Err((_, error))) | (Err((_, error)), _) => Err(error),
+    }
+}
+
+/// The parts of a pod that go through the interner.
+struct PodSymbols<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    ns: Sym,
+    labels: Labels,
+    node_affinity: RequiredNodeAffinity<'a>,
+    affinity: Vec<AffinityTerm>,
+    anti_affinity: Vec<AffinityTerm>,
+    spread: Vec<SpreadConstraint>,
+}
+
+/// The parts of a pod that do not.
+struct PodUsage<'a> {
+    annotations: &'a [w::StringPair],
+    source: &'a w::Pod,
+    bound_to: Option<NodeId>,
+    finished: bool,
+    terminating: bool,
+    mirror: bool,
+    controller: Controller,
+    priority: i32,
+    requests: Resources<'a>,
+    host_ports: Vec<HostPort<'a>>,
+    tolerations: Vec<Toleration<'a>>,
+}
+
+impl<'a> PodInfo<'a> {
+    fn assemble(symbols: PodSymbols<'a>, usage: PodUsage<'a>) -> Self {
+        PodInfo {
+            namespace: symbols.namespace,
+            name: symbols.name,
+            ns: symbols.ns,
+            labels: symbols.labels,
+            annotations: usage.annotations,
+            source: usage.source,
+            bound_to: usage.bound_to,
+            finished: usage.finished,
+            terminating: usage.terminating,
+            mirror: usage.mirror,
+            controller: usage.controller,
+            priority: usage.priority,
+            requests: usage.requests,
+            host_ports: usage.host_ports,
+            tolerations: usage.tolerations,
+            node_affinity: symbols.node_affinity,
+            affinity: symbols.affinity,
+            anti_affinity: symbols.anti_affinity,
+            spread: symbols.spread,
+        }
+    }
+}
+
 fn compile_pod<'a>(
     pod: &'a w::Pod,
     path: &dyn Fn() -> String,
     node_ids: &FxHashMap<&'a str, NodeId>,
     strings: &mut Interner<'a>,
 ) -> Result<PodInfo<'a>, EngineError> {
+    let symbols = compile_symbols(pod, path, strings)?;
+    let usage = compile_usage(pod, path, node_ids)?;
+    Ok(PodInfo::assemble(symbols, usage))
+}
+
+fn spec_of(pod: &w::Pod) -> &w::PodSpec {
     static EMPTY_SPEC: std::sync::OnceLock<w::PodSpec> = std::sync::OnceLock::new();
+    pod.spec
+        .as_ref()
+        .unwrap_or_else(|| EMPTY_SPEC.get_or_init(Default::default))
+}
+
+fn compile_symbols<'a>(
+    pod: &'a w::Pod,
+    path: &dyn Fn() -> String,
+    strings: &mut Interner<'a>,
+) -> Result<PodSymbols<'a>, EngineError> {
     let meta = pod.metadata.as_ref();
     let meta_path = || format!("{}.metadata", path());
     let name = name_of(meta, &meta_path)?;
@@ -401,13 +523,31 @@ fn compile_pod<'a>(
     let namespace = namespace_of(meta, &meta_path)?;
     let ns = strings.intern(namespace);
     let labels = labels_of(meta, strings, &meta_path)?;
-    let annotations = meta.map_or(&[][..], |m| &m.annotations);
-    let spec = pod
-        .spec
-        .as_ref()
-        .unwrap_or_else(|| EMPTY_SPEC.get_or_init(Default::default));
+    let spec = spec_of(pod);
     let spec_path = || format!("{}.spec", path());
+    let (affinity, anti_affinity) =
+        AffinityTerm::compile_pod(spec, ns, &labels, strings, &spec_path)?;
+    Ok(PodSymbols {
+        namespace,
+        name,
+        ns,
+        spread: SpreadConstraint::compile_pod(spec, &labels, strings, &spec_path)?,
+        node_affinity: RequiredNodeAffinity::compile(spec, strings, &spec_path)?,
+        affinity,
+        anti_affinity,
+        labels,
+    })
+}
 
+fn compile_usage<'a>(
+    pod: &'a w::Pod,
+    path: &dyn Fn() -> String,
+    node_ids: &FxHashMap<&'a str, NodeId>,
+) -> Result<PodUsage<'a>, EngineError> {
+    let meta = pod.metadata.as_ref();
+    let annotations = meta.map_or(&[][..], |m| &m.annotations);
+    let spec = spec_of(pod);
+    let spec_path = || format!("{}.spec", path());
     let phase = pod.status.as_ref().map_or(&[][..], |s| s.phase.as_ref());
     let controller = meta
         .and_then(|m| {
@@ -422,23 +562,14 @@ fn compile_pod<'a>(
                 Controller::Other
             }
         });
-
     let mut tolerations = Vec::with_capacity(spec.tolerations.len());
     for (t, toleration) in spec.tolerations.iter().enumerate() {
         tolerations.push(Toleration::compile(toleration, &|| {
             format!("{}.tolerations[{t}]", spec_path())
         })?);
     }
-
-    let (affinity, anti_affinity) =
-        AffinityTerm::compile_pod(spec, ns, &labels, strings, &spec_path)?;
-    let spread = SpreadConstraint::compile_pod(spec, &labels, strings, &spec_path)?;
     let node_name = view::text(&spec.node_name, || format!("{}.nodeName", spec_path()))?;
-
-    Ok(PodInfo {
-        namespace,
-        name,
-        ns,
+    Ok(PodUsage {
         annotations,
         source: pod,
         bound_to: node_ids.get(node_name).copied(),
@@ -450,11 +581,6 @@ fn compile_pod<'a>(
         requests: resources::pod_requests(spec, &spec_path)?,
         host_ports: node_ports::host_ports(spec, &spec_path)?,
         tolerations,
-        node_affinity: RequiredNodeAffinity::compile(spec, strings, &spec_path)?,
-        affinity,
-        anti_affinity,
-        spread,
-        labels,
     })
 }
 
@@ -499,4 +625,95 @@ pub fn effective_taints<'n, 'a>(
 ) -> impl Iterator<Item = &'n Taint<'a>> {
     let extra = (ghost && !node.has_unschedulable_taint).then_some(&Taint::UNSCHEDULABLE);
     node.taints.iter().chain(extra)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::tests::view;
+    use crate::synthetic::{ClusterShape, generate};
+
+    fn node_ids(snapshot: &w::ClusterSnapshot) -> FxHashMap<&str, NodeId> {
+        snapshot
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                Some((
+                    std::str::from_utf8(&n.metadata.as_ref()?.name).ok()?,
+                    i as NodeId,
+                ))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn two_threads_compile_exactly_what_one_does() {
+        let snapshot: w::ClusterSnapshot = view(&generate(&ClusterShape::medium()));
+        assert!(snapshot.pods.len() >= PARALLEL_PODS);
+        let ids = node_ids(&snapshot);
+        let mut one = Interner::default();
+        let mut two = Interner::default();
+        let sequential = compile_pods(&snapshot.pods, &ids, &mut one, 1).expect("valid");
+        let parallel = compile_pods(&snapshot.pods, &ids, &mut two, 2).expect("valid");
+        assert_eq!(format!("{sequential:?}"), format!("{parallel:?}"));
+        assert_eq!(format!("{one:?}"), format!("{two:?}"));
+    }
+
+    #[test]
+    fn the_first_bad_pod_is_the_error_on_either_path() {
+        let owned: w::ClusterSnapshot = view(&generate(&ClusterShape::medium()));
+        let ids = node_ids(&owned);
+        let mut snapshot = owned.clone();
+        // pod 900: a bad label (the interning side); pod 700: a bad request (the other side).
+        snapshot.pods[900]
+            .metadata
+            .as_mut()
+            .expect("metadata")
+            .labels
+            .push(w::StringPair {
+                key: prost::bytes::Bytes::from_static(b"\xff"),
+                value: prost::bytes::Bytes::new(),
+            });
+        let spec = snapshot.pods[700].spec.as_mut().expect("spec");
+        spec.containers[0]
+            .resources
+            .get_or_insert_default()
+            .requests
+            .push(w::StringPair {
+                key: prost::bytes::Bytes::from_static(b"cpu"),
+                value: prost::bytes::Bytes::from_static(b"12x"),
+            });
+        for threads in [1, 2] {
+            let error = compile_pods(&snapshot.pods, &ids, &mut Interner::default(), threads)
+                .expect_err("pod 700 is bad");
+            let EngineError::InvalidArgument { path, .. } = error else {
+                panic!("want an invalid argument")
+            };
+            assert!(
+                path.starts_with("snapshot.pods[700].spec.containers[0]"),
+                "{path}"
+            );
+        }
+        // Within one pod, its symbols are checked first.
+        let mut snapshot = owned.clone();
+        snapshot.pods[700].metadata.as_mut().expect("metadata").name = prost::bytes::Bytes::new();
+        let spec = snapshot.pods[700].spec.as_mut().expect("spec");
+        spec.containers[0]
+            .resources
+            .get_or_insert_default()
+            .requests
+            .push(w::StringPair {
+                key: prost::bytes::Bytes::from_static(b"cpu"),
+                value: prost::bytes::Bytes::from_static(b"12x"),
+            });
+        for threads in [1, 2] {
+            let error = compile_pods(&snapshot.pods, &ids, &mut Interner::default(), threads)
+                .expect_err("pod 700 is bad");
+            assert_eq!(
+                error.to_string(),
+                "snapshot.pods[700].metadata.name: pod name must not be empty"
+            );
+        }
+    }
 }

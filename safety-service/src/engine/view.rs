@@ -11,7 +11,7 @@ use super::EngineError;
 
 /// A string field as text.
 #[inline]
-pub fn text(bytes: &Bytes, path: impl FnOnce() -> String) -> Result<&str, EngineError> {
+pub fn text(bytes: &[u8], path: impl FnOnce() -> String) -> Result<&str, EngineError> {
     std::str::from_utf8(bytes).map_err(|e| {
         EngineError::invalid(
             path(),
