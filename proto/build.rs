@@ -59,6 +59,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Fields the safety-service never reads: the view leaves them out, so decoding skips them
+/// (they are still in the contract, and in the owned types).
+const NOT_READ_BY_THE_ENGINE: &[(&str, &str)] = &[
+    ("ObjectMeta", "uid"),
+    ("ObjectMeta", "creation_timestamp"),
+    ("ObjectMeta", "deletion_grace_period_seconds"),
+    ("OwnerReference", "api_version"),
+    ("OwnerReference", "name"),
+    ("OwnerReference", "uid"),
+    ("NodeSpec", "provider_id"),
+    ("Taint", "time_added"),
+    ("NodeStatus", "capacity"),
+    ("Container", "name"),
+    ("ContainerPort", "name"),
+    ("PodSpec", "priority_class_name"),
+    ("Toleration", "toleration_seconds"),
+    ("Volume", "persistent_volume_claim"),
+    ("EmptyDirVolumeSource", "size_limit"),
+    ("HostPathVolumeSource", "path"),
+    ("HostPathVolumeSource", "type"),
+    (
+        "NodeAffinity",
+        "preferred_during_scheduling_ignored_during_execution",
+    ),
+    (
+        "PodAffinity",
+        "preferred_during_scheduling_ignored_during_execution",
+    ),
+    (
+        "PodAntiAffinity",
+        "preferred_during_scheduling_ignored_during_execution",
+    ),
+];
+
 /// Generates `vpsie.safety.v1` a second time as the safety-service's *wire view*: the same
 /// messages and field numbers, so the same bytes decode into it, but every `string` is a `bytes`
 /// field held as `Bytes` and every `map<string, string>` a repeated `StringPair`. Decoded from a
@@ -80,6 +114,24 @@ fn compile_wire_view(
     for message in &mut file.message_type {
         if !SHARED_WITH_OWNED.contains(&message.name()) {
             to_wire_view(message, &pair_type);
+            let name = message.name().to_owned();
+            message
+                .field
+                .retain(|field| !NOT_READ_BY_THE_ENGINE.contains(&(name.as_str(), field.name())));
+        }
+    }
+    // Every field left out must exist, so that this list cannot silently rot.
+    for (message, field) in NOT_READ_BY_THE_ENGINE {
+        let known = descriptors
+            .file
+            .iter()
+            .flat_map(|f| &f.message_type)
+            .any(|m| m.name() == *message && m.field.iter().any(|f| f.name() == *field));
+        if !known {
+            return Err(format!(
+                "NOT_READ_BY_THE_ENGINE names {message}.{field}, which the proto lacks"
+            )
+            .into());
         }
     }
     let bytes_field = |name: &str, number: i32| FieldDescriptorProto {

@@ -12,6 +12,8 @@ use vpsie_proto::safety::v1::{self as pb, safety_service_client::SafetyServiceCl
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // As the server binary runs.
+    safety_service::memory::retain_freed_memory();
     let snapshot = generate(&ClusterShape::large());
     let node = snapshot.nodes[snapshot.nodes.len() / 2]
         .metadata

@@ -12,6 +12,8 @@ use safety_service::synthetic::{ClusterShape, generate};
 use vpsie_proto::safety::v1 as pb;
 
 fn main() {
+    // As the server runs.
+    safety_service::memory::retain_freed_memory();
     let mut args = std::env::args().skip(1);
     let shape = match args.next().as_deref() {
         Some("medium") => ClusterShape::medium(),

@@ -87,6 +87,7 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    safety_service::memory::retain_freed_memory();
     let args = Args::parse();
     let telemetry = telemetry::logs::init(&telemetry::logs::Options::new(
         "safety-service",

@@ -50,6 +50,15 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// How long to back off after a failed `accept` (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// How much of a request a client may send before the server acknowledges it (HTTP/2 flow
+/// control, per stream and per connection). Snapshots run to hundreds of megabytes; HTTP/2's
+/// 64 KiB default (or an estimate grown from it) stalls the sender on every window update.
+const RECEIVE_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
+
+/// The largest HTTP/2 frame a client may send (the default 16 KiB frames cost a header and a
+/// wake-up each).
+const MAX_FRAME_BYTES: u32 = 1024 * 1024;
+
 /// What the server is configured with.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -157,7 +166,11 @@ impl Router {
             self.max_message_bytes,
         ));
         let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-        http2.timer(TokioTimer::new()).adaptive_window(true);
+        http2
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(RECEIVE_WINDOW_BYTES)
+            .initial_connection_window_size(RECEIVE_WINDOW_BYTES)
+            .max_frame_size(MAX_FRAME_BYTES);
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
 
