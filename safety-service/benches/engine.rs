@@ -28,6 +28,8 @@ use safety_service::synthetic::{self, ClusterShape};
 use vpsie_proto::safety::v1 as pb;
 
 fn medium(c: &mut Criterion) {
+    // As the server binary runs.
+    safety_service::memory::retain_freed_memory();
     let mut group = c.benchmark_group("medium");
     group
         .sample_size(20)
@@ -38,6 +40,7 @@ fn medium(c: &mut Criterion) {
 }
 
 fn large(c: &mut Criterion) {
+    safety_service::memory::retain_freed_memory();
     let mut group = c.benchmark_group("large");
     group
         .sample_size(10)

@@ -1,6 +1,8 @@
 //! End-to-end timing of `CanRemoveNode` over a real socket on the large generated cluster:
 //! client encode, transfer, server decode, index, simulation, response.
 //! `cargo run --release -p safety-service --example grpc_large`
+//! (`SAFETY_ADDR=127.0.0.1:50051 …`: against a running safety-service instead of one in this
+//! process, e.g. to read the server's peak memory from `/proc/<pid>/status`, `VmHWM`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,10 +22,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .as_ref()
         .map(|m| m.name.clone())
         .unwrap_or_default();
-    let router = server::router(&ServerConfig::default(), Arc::new(Metrics::new())).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    tokio::spawn(router.serve_with_shutdown(listener, std::future::pending()));
+    let address = match std::env::var("SAFETY_ADDR") {
+        Ok(address) => address,
+        Err(_) => {
+            let router =
+                server::router(&ServerConfig::default(), Arc::new(Metrics::new())).await?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let address = listener.local_addr()?;
+            tokio::spawn(router.serve_with_shutdown(listener, std::future::pending()));
+            address.to_string()
+        }
+    };
     let mut client = SafetyServiceClient::connect(format!("http://{address}"))
         .await?
         .max_decoding_message_size(1 << 30)
