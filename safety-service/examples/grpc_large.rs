@@ -25,8 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let address = match std::env::var("SAFETY_ADDR") {
         Ok(address) => address,
         Err(_) => {
-            let router =
-                server::router(&ServerConfig::default(), Arc::new(Metrics::new())).await?;
+            let router = server::router(&ServerConfig::default(), Arc::new(Metrics::new())).await?;
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let address = listener.local_addr()?;
             tokio::spawn(router.serve_with_shutdown(listener, std::future::pending()));
