@@ -113,7 +113,7 @@ fn compile_wire_view(
     let pair_type = format!(".{SAFETY_PACKAGE}.StringPair");
     for message in &mut file.message_type {
         if !SHARED_WITH_OWNED.contains(&message.name()) {
-            to_wire_view(message, &pair_type);
+            to_wire_view(message, &pair_type)?;
             let name = message.name().to_owned();
             message
                 .field
@@ -166,13 +166,31 @@ fn compile_wire_view(
     Ok(())
 }
 
-fn to_wire_view(message: &mut DescriptorProto, pair_type: &str) {
+fn to_wire_view(
+    message: &mut DescriptorProto,
+    pair_type: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
     let maps: Vec<String> = message
         .nested_type
         .iter()
         .filter(|n| n.options.as_ref().is_some_and(|o| o.map_entry()))
         .map(|n| n.name().to_owned())
         .collect();
+    // A StringPair stands for a map entry only if both sides are strings.
+    for entry in message
+        .nested_type
+        .iter()
+        .filter(|n| maps.iter().any(|m| m == n.name()))
+    {
+        if !entry.field.iter().all(|f| f.r#type() == Type::String) {
+            return Err(format!(
+                "{}.{}: the wire view only knows map<string, string>",
+                message.name(),
+                entry.name()
+            )
+            .into());
+        }
+    }
     message
         .nested_type
         .retain(|n| !maps.iter().any(|m| m == n.name()));
@@ -190,6 +208,7 @@ fn to_wire_view(message: &mut DescriptorProto, pair_type: &str) {
         }
     }
     for nested in &mut message.nested_type {
-        to_wire_view(nested, pair_type);
+        to_wire_view(nested, pair_type)?;
     }
+    Ok(())
 }

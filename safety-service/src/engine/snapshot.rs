@@ -398,25 +398,32 @@ fn compile_pods<'a>(
         }
         return Ok(compiled);
     }
+    let all_usage = || {
+        pods.iter()
+            .enumerate()
+            .map(|(i, pod)| compile_usage(pod, &path(i), node_ids).map_err(|e| (i, e)))
+            .collect::<Result<Vec<_>, _>>()
+    };
     let (symbols, usage) = std::thread::scope(|scope| {
-        let usage = scope.spawn(|| {
-            pods.iter()
-                .enumerate()
-                .map(|(i, pod)| compile_usage(pod, &path(i), node_ids).map_err(|e| (i, e)))
-                .collect::<Result<Vec<_>, _>>()
-        });
+        let usage = std::thread::Builder::new()
+            .name("compile-pods".to_owned())
+            .spawn_scoped(scope, all_usage);
         let symbols = pods
             .iter()
             .enumerate()
             .map(|(i, pod)| compile_symbols(pod, &path(i), strings).map_err(|e| (i, e)))
             .collect::<Result<Vec<_>, _>>();
-        // A panic on the other thread is a bug; say so rather than take the server down.
-        let usage = usage.join().unwrap_or_else(|_| {
-            Err((
-                0,
-                EngineError::invalid("snapshot.pods", "compiling the pods failed unexpectedly"),
-            ))
-        });
+        let usage = match usage {
+            // A panic on the other thread is a bug; say so rather than take the server down.
+            Ok(thread) => thread.join().unwrap_or_else(|_| {
+                Err((
+                    0,
+                    EngineError::invalid("snapshot.pods", "compiling the pods failed unexpectedly"),
+                ))
+            }),
+            // No thread to be had: this one does both halves.
+            Err(_) => all_usage(),
+        };
         (symbols, usage)
     });
     match (symbols, usage) {
@@ -660,6 +667,18 @@ mod tests {
         assert_eq!(format!("{one:?}"), format!("{two:?}"));
     }
 
+    fn add_bad_cpu_request(pod: &mut w::Pod) {
+        let spec = pod.spec.as_mut().expect("a generated pod has a spec");
+        spec.containers[0]
+            .resources
+            .get_or_insert_default()
+            .requests
+            .push(w::StringPair {
+                key: prost::bytes::Bytes::from_static(b"cpu"),
+                value: prost::bytes::Bytes::from_static(b"12x"),
+            });
+    }
+
     #[test]
     fn the_first_bad_pod_is_the_error_on_either_path() {
         let owned: w::ClusterSnapshot = view(&generate(&ClusterShape::medium()));
@@ -675,15 +694,7 @@ mod tests {
                 key: prost::bytes::Bytes::from_static(b"\xff"),
                 value: prost::bytes::Bytes::new(),
             });
-        let spec = snapshot.pods[700].spec.as_mut().expect("spec");
-        spec.containers[0]
-            .resources
-            .get_or_insert_default()
-            .requests
-            .push(w::StringPair {
-                key: prost::bytes::Bytes::from_static(b"cpu"),
-                value: prost::bytes::Bytes::from_static(b"12x"),
-            });
+        add_bad_cpu_request(&mut snapshot.pods[700]);
         for threads in [1, 2] {
             let error = compile_pods(&snapshot.pods, &ids, &mut Interner::default(), threads)
                 .expect_err("pod 700 is bad");
@@ -698,15 +709,7 @@ mod tests {
         // Within one pod, its symbols are checked first.
         let mut snapshot = owned.clone();
         snapshot.pods[700].metadata.as_mut().expect("metadata").name = prost::bytes::Bytes::new();
-        let spec = snapshot.pods[700].spec.as_mut().expect("spec");
-        spec.containers[0]
-            .resources
-            .get_or_insert_default()
-            .requests
-            .push(w::StringPair {
-                key: prost::bytes::Bytes::from_static(b"cpu"),
-                value: prost::bytes::Bytes::from_static(b"12x"),
-            });
+        add_bad_cpu_request(&mut snapshot.pods[700]);
         for threads in [1, 2] {
             let error = compile_pods(&snapshot.pods, &ids, &mut Interner::default(), threads)
                 .expect_err("pod 700 is bad");
