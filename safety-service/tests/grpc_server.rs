@@ -360,6 +360,40 @@ async fn malformed_quantity_is_invalid_argument_with_the_field_path() {
     server.stop().await;
 }
 
+#[tokio::test]
+async fn a_string_that_is_not_utf8_is_invalid_argument_with_the_field_path() {
+    use safety_service::engine::{view_of, w};
+    let server = TestServer::start_default().await;
+    let snapshot = pb::ClusterSnapshot {
+        nodes: vec![node("n1"), node("n2")],
+        pods: vec![replicated_pod("default", "web-1", "n1", "100m")],
+        ..Default::default()
+    };
+    // Any client can send such bytes; the owned types cannot hold them, the view can.
+    let mut request: w::CanRemoveNodeRequest =
+        view_of(&can_remove(snapshot, "n1")).expect("re-reads as its view");
+    let pod = &mut request.snapshot.as_mut().expect("snapshot").pods[0];
+    pod.metadata.as_mut().expect("metadata").namespace =
+        prost::bytes::Bytes::from_static(b"caf\xe9");
+    let mut grpc = tonic::client::Grpc::new(server.channel().await);
+    grpc.ready().await.expect("ready");
+    let status = grpc
+        .unary(
+            Request::new(request),
+            http::uri::PathAndQuery::from_static("/vpsie.safety.v1.SafetyService/CanRemoveNode"),
+            tonic_prost::ProstCodec::<w::CanRemoveNodeRequest, pb::CanRemoveNodeResponse>::default(
+            ),
+        )
+        .await
+        .expect_err("not UTF-8");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(
+        status.message(),
+        "snapshot.pods[0].metadata.namespace: not valid UTF-8 (at byte 3)"
+    );
+    server.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Message size
 // ---------------------------------------------------------------------------------------------
