@@ -168,8 +168,7 @@ impl<'a> Index<'a> {
             namespace_labels.insert(strings.intern(name), labels);
         }
 
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let mut pods = compile_pods(&snapshot.pods, &node_ids, &mut strings, threads)?;
+        let mut pods = compile_pods(&snapshot.pods, &node_ids, &mut strings, cpus())?;
         let mut pod_ids = FxHashMap::default();
         pod_ids.reserve(pods.len());
         for (i, info) in pods.iter().enumerate() {
@@ -374,6 +373,12 @@ fn compile_node<'a>(
         being_deleted: meta.is_some_and(|m| !m.deletion_timestamp.is_empty()),
         source: node,
     })
+}
+
+/// The CPUs this process may use, asked once (on Linux the answer reads cgroup files).
+fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
 /// Below this many pods, a second thread costs more than it saves.
