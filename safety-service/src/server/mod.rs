@@ -50,6 +50,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// How long to back off after a failed `accept` (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+const SAFETY_SERVICE_NAME: &str =
+    <SafetyServiceServer<SafetyServiceImpl> as tonic::server::NamedService>::NAME;
+const HEALTH_SERVICE_NAME: &str = "grpc.health.v1.Health";
+
 /// How much of a request a client may send before the server acknowledges it (HTTP/2 flow
 /// control, per stream and per connection). Snapshots run to hundreds of megabytes; HTTP/2's
 /// 64 KiB default (or an estimate grown from it) stalls the sender on every window update.
@@ -114,13 +118,19 @@ pub async fn router(config: &ServerConfig, metrics: Arc<Metrics>) -> Result<Rout
         .max_decoding_message_size(config.max_message_bytes)
         .max_encoding_message_size(usize::MAX);
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(vpsie_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // The descriptor set holds the rebalancer's service too: list only what this server serves.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(vpsie_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(SAFETY_SERVICE_NAME)
+            .with_service_name(HEALTH_SERVICE_NAME)
+    };
+    let reflection_v1 = reflection()
+        .with_service_name("grpc.reflection.v1.ServerReflection")
         .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(vpsie_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = reflection()
+        .with_service_name("grpc.reflection.v1alpha.ServerReflection")
         .build_v1alpha()?;
 
     let routes = Routes::new(health_service)
