@@ -154,6 +154,7 @@ fn compile_wire_view(
         .build_server(true)
         .build_client(false)
         .bytes(".")
+        .codec_path("crate::view_codec::ViewCodec")
         .out_dir(&wire_dir)
         .skip_protoc_run();
     for shared in SHARED_WITH_OWNED {

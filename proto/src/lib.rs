@@ -4,6 +4,7 @@
 
 pub mod convert;
 pub mod json;
+pub mod view_codec;
 
 /// `vpsie.safety.v1`: the snapshot messages and the `SafetyService`.
 pub mod safety {

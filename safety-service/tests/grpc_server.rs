@@ -406,6 +406,42 @@ async fn a_string_that_is_not_utf8_is_invalid_argument_with_the_field_path() {
     server.stop().await;
 }
 
+/// A message whose field 1 is a number: as a request, its `snapshot` has the wrong wire type.
+#[derive(Clone, PartialEq, prost::Message)]
+struct NumberInFieldOne {
+    #[prost(uint64, tag = "1")]
+    snapshot: u64,
+}
+
+#[tokio::test]
+async fn a_request_that_is_not_valid_protobuf_is_invalid_argument() {
+    let server = TestServer::start_default().await;
+    let mut grpc = tonic::client::Grpc::new(server.channel().await);
+    grpc.ready().await.expect("ready");
+    let status = grpc
+        .unary(
+            Request::new(NumberInFieldOne { snapshot: 7 }),
+            http::uri::PathAndQuery::from_static("/vpsie.safety.v1.SafetyService/CanRemoveNode"),
+            tonic_prost::ProstCodec::<NumberInFieldOne, pb::CanRemoveNodeResponse>::default(),
+        )
+        .await
+        .expect_err("not a CanRemoveNodeRequest");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().starts_with("malformed request: "),
+        "{status:?}"
+    );
+    assert!(status.message().contains("snapshot"), "{status:?}");
+    // The server goes on serving.
+    let mut client = server.client().await;
+    let status = client
+        .can_remove_node(pb::CanRemoveNodeRequest::default())
+        .await
+        .expect_err("no snapshot");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    server.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Message size
 // ---------------------------------------------------------------------------------------------
