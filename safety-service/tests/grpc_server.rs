@@ -372,6 +372,31 @@ async fn malformed_quantity_is_invalid_argument_with_the_field_path() {
     server.stop().await;
 }
 
+/// Sends any message as a CanRemoveNode request: whatever bytes a client could send.
+async fn can_remove_node_raw<M: prost::Message + Send + Sync + 'static>(
+    server: &TestServer,
+    request: M,
+) -> Result<pb::CanRemoveNodeResponse, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(server.channel().await);
+    grpc.ready().await.expect("ready");
+    grpc.unary(
+        Request::new(request),
+        http::uri::PathAndQuery::from_static("/vpsie.safety.v1.SafetyService/CanRemoveNode"),
+        tonic_prost::ProstCodec::<M, pb::CanRemoveNodeResponse>::default(),
+    )
+    .await
+    .map(tonic::Response::into_inner)
+}
+
+/// The server still answers: a request without a snapshot is INVALID_ARGUMENT.
+async fn assert_serving(client: &mut SafetyServiceClient<Channel>) {
+    let status = client
+        .can_remove_node(pb::CanRemoveNodeRequest::default())
+        .await
+        .expect_err("no snapshot");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+}
+
 #[tokio::test]
 async fn a_string_that_is_not_utf8_is_invalid_argument_with_the_field_path() {
     use safety_service::engine::{view_of, w};
@@ -387,15 +412,7 @@ async fn a_string_that_is_not_utf8_is_invalid_argument_with_the_field_path() {
     let pod = &mut request.snapshot.as_mut().expect("snapshot").pods[0];
     pod.metadata.as_mut().expect("metadata").namespace =
         prost::bytes::Bytes::from_static(b"caf\xe9");
-    let mut grpc = tonic::client::Grpc::new(server.channel().await);
-    grpc.ready().await.expect("ready");
-    let status = grpc
-        .unary(
-            Request::new(request),
-            http::uri::PathAndQuery::from_static("/vpsie.safety.v1.SafetyService/CanRemoveNode"),
-            tonic_prost::ProstCodec::<w::CanRemoveNodeRequest, pb::CanRemoveNodeResponse>::default(
-            ),
-        )
+    let status = can_remove_node_raw(&server, request)
         .await
         .expect_err("not UTF-8");
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
@@ -416,14 +433,7 @@ struct NumberInFieldOne {
 #[tokio::test]
 async fn a_request_that_is_not_valid_protobuf_is_invalid_argument() {
     let server = TestServer::start_default().await;
-    let mut grpc = tonic::client::Grpc::new(server.channel().await);
-    grpc.ready().await.expect("ready");
-    let status = grpc
-        .unary(
-            Request::new(NumberInFieldOne { snapshot: 7 }),
-            http::uri::PathAndQuery::from_static("/vpsie.safety.v1.SafetyService/CanRemoveNode"),
-            tonic_prost::ProstCodec::<NumberInFieldOne, pb::CanRemoveNodeResponse>::default(),
-        )
+    let status = can_remove_node_raw(&server, NumberInFieldOne { snapshot: 7 })
         .await
         .expect_err("not a CanRemoveNodeRequest");
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
@@ -433,12 +443,7 @@ async fn a_request_that_is_not_valid_protobuf_is_invalid_argument() {
     );
     assert!(status.message().contains("snapshot"), "{status:?}");
     // The server goes on serving.
-    let mut client = server.client().await;
-    let status = client
-        .can_remove_node(pb::CanRemoveNodeRequest::default())
-        .await
-        .expect_err("no snapshot");
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_serving(&mut server.client().await).await;
     server.stop().await;
 }
 
@@ -460,11 +465,7 @@ async fn request_above_the_configured_limit_is_resource_exhausted() {
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
 
     // The server is still fine for requests within the limit.
-    let status = client
-        .can_remove_node(pb::CanRemoveNodeRequest::default())
-        .await
-        .expect_err("no snapshot");
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_serving(&mut client).await;
     server.stop().await;
 }
 
