@@ -177,7 +177,7 @@ async fn a_node_whose_pod_has_no_other_home_stays_with_the_safety_message_and_an
     assert!(stack.vpsie.calls_to(Route::Delete).is_empty());
     assert_eq!(stack.status(&n3), Some(status));
     assert_eq!(stack.node_events(&n3).len(), 1);
-    let metrics = stack::scrape(stack.controller.metrics).await;
+    let metrics = e2e_tests::probes::scrape(stack.controller.metrics).await;
     assert!(
         metrics.contains(
             "controller_blocked_nodes{reason=\"REMOVAL_REASON_NO_PLACE_TO_MOVE_PODS\"} 1"

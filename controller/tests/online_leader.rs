@@ -10,8 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Controller, ControllerSpec, FakeRebalancer, Safety, config, eventually, lease_holder, node,
-    pod, scrape,
+    Controller, ControllerSpec, FakeRebalancer, Safety, config, eventually, lease_holder, node, pod,
 };
 use e2e_tests::kube_fake::KubeFake;
 
@@ -87,8 +86,16 @@ impl Pair {
             self.b.calls()
         );
         assert_eq!(lease_holder(&self.fake).as_deref(), Some("controller-a"));
-        assert!(scrape(a.metrics).await.contains("controller_leader 1"));
-        assert!(scrape(b.metrics).await.contains("controller_leader 0"));
+        assert!(
+            e2e_tests::probes::scrape(a.metrics)
+                .await
+                .contains("controller_leader 1")
+        );
+        assert!(
+            e2e_tests::probes::scrape(b.metrics)
+                .await
+                .contains("controller_leader 0")
+        );
         (a, b)
     }
 

@@ -6,9 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{
-    Controller, ControllerSpec, FakeRebalancer, Safety, config, eventually, node, pod, scrape,
-};
+use common::{Controller, ControllerSpec, FakeRebalancer, Safety, config, eventually, node, pod};
 use e2e_tests::kube_fake::KubeFake;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -23,7 +21,7 @@ async fn scrape_until<T>(
 ) -> T {
     let deadline = std::time::Instant::now() + WAIT;
     loop {
-        let metrics = scrape(address).await;
+        let metrics = e2e_tests::probes::scrape(address).await;
         if let Some(value) = check(&metrics) {
             return value;
         }

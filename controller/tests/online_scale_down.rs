@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{
     Controller, ControllerSpec, FakeRebalancer, Safety, annotation, config, eventually, node,
-    node_events, pod, scrape,
+    node_events, pod,
 };
 use e2e_tests::kube_fake::KubeFake;
 
@@ -70,7 +70,7 @@ async fn an_underutilised_node_whose_pods_fit_elsewhere_is_removed_after_unneede
         .count();
     assert_eq!(patches, 1);
 
-    let metrics = scrape(controller.metrics).await;
+    let metrics = e2e_tests::probes::scrape(controller.metrics).await;
     for expected in [
         "controller_leader 1",
         "controller_submissions_total{kind=\"RemoveNodes\"} 1",
@@ -138,7 +138,7 @@ async fn a_node_whose_pod_has_no_other_home_stays_with_the_safety_message() {
     assert!(rebalancer.removals().is_empty());
     assert_eq!(annotation(&fake, "n3"), Some(status));
     assert_eq!(node_events(&fake, "n3").len(), 1);
-    let metrics = scrape(controller.metrics).await;
+    let metrics = e2e_tests::probes::scrape(controller.metrics).await;
     assert!(
         metrics.contains(
             "controller_blocked_nodes{reason=\"REMOVAL_REASON_NO_PLACE_TO_MOVE_PODS\"} 1"

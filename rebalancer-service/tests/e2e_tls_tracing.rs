@@ -20,7 +20,6 @@ use e2e_tests::otlp_collector::{CollectedSpan, OtlpCollector, SPAN_KIND_CLIENT, 
 use e2e_tests::pki::{TestPki, tls12_channel};
 use e2e_tests::vpsie_fake::FakeConfig;
 use telemetry::tls::ClientTlsFiles;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use vpsie_proto::rebalancer::v1 as pb;
 use vpsie_proto::rebalancer::v1::rebalancer_service_client::RebalancerServiceClient;
 
@@ -57,7 +56,7 @@ async fn list(url: &str, tls: &ClientTlsFiles) -> Result<usize, String> {
         .list_operations(pb::ListOperationsRequest {})
         .await
         .map(|r| r.into_inner().operations.len())
-        .map_err(|s| describe(&s))
+        .map_err(|s| e2e_tests::probes::describe(&s))
 }
 
 /// `ListOperations` over a TLS 1.2 channel to `url`: a refused client certificate fails the
@@ -67,19 +66,7 @@ async fn list_tls12(url: &str, tls: &ClientTlsFiles) -> Result<usize, String> {
         .list_operations(pb::ListOperationsRequest {})
         .await
         .map(|r| r.into_inner().operations.len())
-        .map_err(|s| describe(&s))
-}
-
-/// `<code>: <message>: <source>: …` (a transport failure's cause is in the status's sources).
-fn describe(status: &tonic::Status) -> String {
-    let mut text = format!("{:?}: {}", status.code(), status.message());
-    let mut source = std::error::Error::source(status);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+        .map_err(|s| e2e_tests::probes::describe(&s))
 }
 
 /// The call failed as a refused TLS handshake does: UNAVAILABLE, for `reason`.
@@ -221,19 +208,6 @@ async fn tls_without_a_client_ca_serves_a_client_that_only_trusts_the_ca() {
     assert!(plaintext.is_err(), "served plaintext: {plaintext:?}");
 }
 
-async fn scrape(addr: std::net::SocketAddr) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connects");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("writes");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("reads");
-    response
-}
-
 /// The values of the samples of `name` whose labels include every one of `labels`.
 fn samples(metrics: &str, name: &str, labels: &[&str]) -> Vec<f64> {
     metrics
@@ -363,7 +337,7 @@ async fn one_plan_is_one_trace_across_both_services_and_shows_in_the_metrics() {
     }
 
     // The metrics of the same run.
-    let metrics = scrape(h.rebalancer_metrics()).await;
+    let metrics = e2e_tests::probes::scrape(h.rebalancer_metrics()).await;
     assert_eq!(
         samples(
             &metrics,

@@ -119,7 +119,7 @@ async fn call(url: &str, tls: &ClientTlsFiles) -> Result<pb::CanRemoveNodeRespon
         .can_remove_node(request())
         .await
         .map(tonic::Response::into_inner)
-        .map_err(|status| describe(&status))
+        .map_err(|status| e2e_tests::probes::describe(&status))
 }
 
 /// One `CanRemoveNode` over a TLS 1.2 channel to `url` (see [`tls12_channel`]: a refused
@@ -129,7 +129,7 @@ async fn call_tls12(url: &str, tls: &ClientTlsFiles) -> Result<pb::CanRemoveNode
         .can_remove_node(request())
         .await
         .map(tonic::Response::into_inner)
-        .map_err(|status| describe(&status))
+        .map_err(|status| e2e_tests::probes::describe(&status))
 }
 
 /// The call failed as a refused TLS handshake does: UNAVAILABLE (the connection was never
@@ -141,19 +141,6 @@ fn assert_refused<T: std::fmt::Debug>(result: &Result<T, String>, reason: &str) 
     };
     assert!(error.starts_with("Unavailable: "), "{error}");
     assert!(error.contains(reason), "not refused for {reason}: {error}");
-}
-
-/// `<code>: <message>: <source>: …`: a transport failure's cause (a certificate refused, say)
-/// is in the status's sources, not in its message.
-fn describe(status: &tonic::Status) -> String {
-    let mut text = format!("{:?}: {}", status.code(), status.message());
-    let mut source = std::error::Error::source(status);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use e2e_tests::otlp_collector::{OtlpCollector, SPAN_KIND_SERVER};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tonic::transport::Channel;
 use vpsie_proto::safety::v1 as pb;
 use vpsie_proto::safety::v1::safety_service_client::SafetyServiceClient;
@@ -123,19 +122,6 @@ impl Drop for Binary {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-async fn scrape(addr: SocketAddr) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connects");
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("writes");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("reads");
-    response
 }
 
 /// The value of the sample `name{labels…}` whose labels include every one of `labels`.
@@ -252,7 +238,7 @@ async fn a_call_is_a_server_span_under_the_callers_traceparent_and_shows_in_the_
         })
         .await;
 
-    let metrics = scrape(metrics_addr).await;
+    let metrics = e2e_tests::probes::scrape(metrics_addr).await;
     let handled = [
         r#"grpc_service="vpsie.safety.v1.SafetyService""#,
         r#"grpc_method="CanRemoveNode""#,

@@ -6,4 +6,5 @@ pub mod binaries;
 pub mod kube_fake;
 pub mod otlp_collector;
 pub mod pki;
+pub mod probes;
 pub mod vpsie_fake;

@@ -499,19 +499,6 @@ impl Drop for Controller {
     }
 }
 
-/// GET /metrics.
-pub async fn scrape(address: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await.unwrap();
-    body
-}
-
 /// The Lease's holder, if any.
 pub fn lease_holder(fake: &KubeFake) -> Option<String> {
     fake.get("Lease", "default", "vpsie-autoscaler-controller")?["spec"]["holderIdentity"]

@@ -140,25 +140,6 @@ pub async fn eventually<T>(
     }
 }
 
-/// `GET /metrics` on `addr` (HTTP/1.1, `Connection: close`): the whole response, headers
-/// included.
-pub async fn scrape(addr: SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: metrics\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap_or_else(|e| panic!("writing to {addr}: {e}"));
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .await
-        .unwrap_or_else(|e| panic!("reading from {addr}: {e}"));
-    response
-}
-
 // ---------------------------------------------------------------- the fakes
 
 /// Builds the Node a machine registers when it turns running (`None`: no Node).
