@@ -240,7 +240,9 @@ async fn sigterm_with_an_open_watch_stream_exits_after_the_grace_period() {
     let op = stored_operation(&h, id);
     assert_eq!(op["id"], id, "{op:#}");
 
-    // The stored operation is resumed by the next process.
+    // The stored operation is resumed by the next process. Its last step, deleting the old
+    // machine, is held, so that it cannot finish before it is looked at.
+    h.vpsie.inject(Route::Delete, Fault::Delay(secs(120)), 1);
     h.restart_rebalancer().await;
     let op = h.get(id).await;
     assert!(!is_terminal(&op), "{op:#?}");
