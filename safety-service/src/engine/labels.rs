@@ -54,6 +54,32 @@ impl<'a> Interner<'a> {
     pub fn name(&self, sym: Sym) -> &'a str {
         self.names.get(sym as usize).copied().unwrap_or("")
     }
+
+    /// Interns every string of `other`, in its order, and says what each of its symbols is here.
+    /// A second thread compiles with its own interner; this is how its work joins the first.
+    pub fn absorb(&mut self, other: &Interner<'a>) -> SymMap {
+        SymMap(other.names.iter().map(|name| self.intern(name)).collect())
+    }
+}
+
+/// The symbols of one interner as another knows them (from [`Interner::absorb`]).
+#[derive(Debug)]
+pub struct SymMap(Vec<Sym>);
+
+impl SymMap {
+    /// Every symbol of the absorbed interner is in the map: it was made from all of them.
+    #[inline]
+    pub fn sym(&self, sym: Sym) -> Sym {
+        self.0[sym as usize]
+    }
+
+    /// Translates a sorted list of symbols, keeping it sorted.
+    pub fn sorted(&self, syms: &mut [Sym]) {
+        for sym in syms.iter_mut() {
+            *sym = self.sym(*sym);
+        }
+        syms.sort_unstable();
+    }
 }
 
 /// A label set, sorted by key for binary search.
@@ -105,6 +131,15 @@ impl Labels {
     pub fn iter(&self) -> impl Iterator<Item = (Sym, Sym)> + '_ {
         self.0.iter().copied()
     }
+
+    /// Into another interner's symbols (keys stay unique: the map is one to one).
+    pub fn remap(&mut self, map: &SymMap) {
+        for (key, value) in &mut self.0 {
+            *key = map.sym(*key);
+            *value = map.sym(*value);
+        }
+        self.0.sort_unstable_by_key(|&(key, _)| key);
+    }
 }
 
 /// The operator of a label selector requirement.
@@ -125,6 +160,11 @@ pub struct Requirement {
 }
 
 impl Requirement {
+    fn remap(&mut self, map: &SymMap) {
+        self.key = map.sym(self.key);
+        map.sorted(&mut self.values);
+    }
+
     fn matches(&self, labels: &Labels) -> bool {
         let value = labels.get(self.key);
         match self.op {
@@ -210,6 +250,15 @@ impl Selector {
             });
         }
         Ok(Selector::All(requirements))
+    }
+
+    /// Into another interner's symbols.
+    pub fn remap(&mut self, map: &SymMap) {
+        if let Selector::All(requirements) = self {
+            for requirement in requirements {
+                requirement.remap(map);
+            }
+        }
     }
 
     pub fn matches(&self, labels: &Labels) -> bool {

@@ -10,7 +10,7 @@ use super::filters::pod_affinity::AffinityTerm;
 use super::filters::resources::{self, Allocatable, Resources};
 use super::filters::taints::{Taint, Toleration};
 use super::filters::topology_spread::SpreadConstraint;
-use super::labels::{Interner, Labels, Selector, Sym};
+use super::labels::{Interner, Labels, Selector, Sym, SymMap};
 use super::view::{self, w};
 
 pub type NodeId = u32;
@@ -384,10 +384,10 @@ fn cpus() -> usize {
 /// Below this many pods, a second thread costs more than it saves.
 const PARALLEL_PODS: usize = 512;
 
-/// Compiles every pod. A large snapshot is compiled on two threads: this one does the parts that
-/// intern (identity, labels, selectors), the other the parts that need no interner (requests,
-/// ports, tolerations, ownership), so neither waits for the other and nothing is merged but the
-/// two halves of each pod. Either way a pod's symbols are checked before its usage, and the
+/// Compiles every pod. A large snapshot is compiled on two threads, each taking half of the pods
+/// with an interner of its own; the second half's symbols are then translated into the first's
+/// (a few thousand distinct strings, against tens of thousands of pods), so the result is what
+/// one thread would have built. Either way a pod's symbols are checked before its usage, and the
 /// first failing pod (in snapshot order) is the error.
 fn compile_pods<'a>(
     pods: &'a [w::Pod],
@@ -395,56 +395,57 @@ fn compile_pods<'a>(
     strings: &mut Interner<'a>,
     threads: usize,
 ) -> Result<Vec<PodInfo<'a>>, EngineError> {
-    let path = |i: usize| move || format!("snapshot.pods[{i}]");
-    if pods.len() < PARALLEL_PODS || threads < 2 {
-        let mut compiled = Vec::with_capacity(pods.len() + 1);
-        for (i, pod) in pods.iter().enumerate() {
-            compiled.push(compile_pod(pod, &path(i), node_ids, strings)?);
+    let compile = |from: usize, to: usize, strings: &mut Interner<'a>| {
+        let mut compiled = Vec::with_capacity(to - from + 1);
+        for (i, pod) in pods.iter().enumerate().take(to).skip(from) {
+            compiled.push(compile_pod(
+                pod,
+                &|| format!("snapshot.pods[{i}]"),
+                node_ids,
+                strings,
+            )?);
         }
-        return Ok(compiled);
-    }
-    let all_usage = || {
-        pods.iter()
-            .enumerate()
-            .map(|(i, pod)| compile_usage(pod, &path(i), node_ids).map_err(|e| (i, e)))
-            .collect::<Result<Vec<_>, _>>()
+        Ok::<_, EngineError>(compiled)
     };
-    let (symbols, usage) = std::thread::scope(|scope| {
-        let usage = std::thread::Builder::new()
-            .name("compile-pods".to_owned())
-            .spawn_scoped(scope, all_usage);
-        let symbols = pods
-            .iter()
-            .enumerate()
-            .map(|(i, pod)| compile_symbols(pod, &path(i), strings).map_err(|e| (i, e)))
-            .collect::<Result<Vec<_>, _>>();
-        let usage = match usage {
-            // A panic on the other thread is a bug; say so rather than take the server down.
-            Ok(thread) => thread.join().unwrap_or_else(|_| {
-                Err((
-                    0,
-                    EngineError::invalid("snapshot.pods", "compiling the pods failed unexpectedly"),
-                ))
-            }),
-            // No thread to be had: this one does both halves.
-            Err(_) => all_usage(),
-        };
-        (symbols, usage)
-    });
-    match (symbols, usage) {
-        (Ok(symbols), Ok(usage)) => {
-            let mut compiled = Vec::with_capacity(pods.len() + 1);
-            compiled.extend(
-                symbols
-                    .into_iter()
-                    .zip(usage)
-                    .map(|(symbols, usage)| PodInfo::assemble(symbols, usage)),
-            );
-            Ok(compiled)
-        }
-        (Err((i, error)), Err((j, _))) if i <= j => Err(error),
-        (_, Err((_, error))) | (Err((_, error)), _) => Err(error),
+    let all = pods.len();
+    if all < PARALLEL_PODS || threads < 2 {
+        return compile(0, all, strings);
     }
+    let half = all / 2;
+    let (first, second) = std::thread::scope(|scope| {
+        let second = std::thread::Builder::new()
+            .name("compile-pods".to_owned())
+            .spawn_scoped(scope, || {
+                let mut own = Interner::default();
+                compile(half, all, &mut own).map(|pods| (pods, own))
+            });
+        let first = compile(0, half, strings);
+        let second = match second {
+            // A panic on the other thread is a bug; say so rather than take the server down.
+            Ok(thread) => Some(thread.join().unwrap_or_else(|_| {
+                Err(EngineError::invalid(
+                    "snapshot.pods",
+                    "compiling the pods failed unexpectedly",
+                ))
+            })),
+            // No thread to be had: this one does the second half too (below).
+            Err(_) => None,
+        };
+        (first, second)
+    });
+    let mut compiled = first?;
+    match second {
+        Some(second) => {
+            let (mut rest, theirs) = second?;
+            let map = strings.absorb(&theirs);
+            for pod in &mut rest {
+                pod.remap(&map);
+            }
+            compiled.append(&mut rest);
+        }
+        None => compiled.append(&mut compile(half, all, strings)?),
+    }
+    Ok(compiled)
 }
 
 /// The parts of a pod that go through the interner.
@@ -496,6 +497,19 @@ impl<'a> PodInfo<'a> {
             affinity: symbols.affinity,
             anti_affinity: symbols.anti_affinity,
             spread: symbols.spread,
+        }
+    }
+
+    /// Into another interner's symbols.
+    fn remap(&mut self, map: &SymMap) {
+        self.ns = map.sym(self.ns);
+        self.labels.remap(map);
+        self.node_affinity.remap(map);
+        for term in self.affinity.iter_mut().chain(&mut self.anti_affinity) {
+            term.remap(map);
+        }
+        for constraint in &mut self.spread {
+            constraint.remap(map);
         }
     }
 }
@@ -642,7 +656,7 @@ pub fn effective_taints<'n, 'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::tests::view;
+    use crate::engine::tests::{merge, pod, snapshot, view};
     use crate::synthetic::{ClusterShape, generate};
 
     fn node_ids(snapshot: &w::ClusterSnapshot) -> FxHashMap<&str, NodeId> {
@@ -670,6 +684,74 @@ mod tests {
         let parallel = compile_pods(&snapshot.pods, &ids, &mut two, 2).expect("valid");
         assert_eq!(format!("{sequential:?}"), format!("{parallel:?}"));
         assert_eq!(format!("{one:?}"), format!("{two:?}"));
+    }
+
+    /// A pod with every part that holds symbols, in strings partly new to the first half.
+    fn pod_with_every_symbol(i: usize) -> serde_json::Value {
+        let term = |key: &str| {
+            serde_json::json!({
+                "labelSelector": {"matchExpressions": [
+                    {"key": "app", "operator": "In", "values": ["zz-web", "aa-web", format!("v{i}")]},
+                    {"key": "tier", "operator": "NotIn", "values": ["x", "a"]}]},
+                "namespaces": ["zeta", "alpha", "myapp"],
+                "namespaceSelector": {"matchLabels": {"team": "zz"},
+                    "matchExpressions": [{"key": "env", "operator": "Exists"}]},
+                "matchLabelKeys": ["release"],
+                "mismatchLabelKeys": ["zz-track"],
+                "topologyKey": key
+            })
+        };
+        merge(
+            pod("myapp", &format!("every-{i}"), "n1", "10m", "1Mi"),
+            serde_json::json!({
+                "metadata": {"labels": {"zz-track": "canary", "release": format!("r{}", i % 7),
+                                        "aa-first": "yes", "app": "aa-web"}},
+                "spec": {
+                    "nodeSelector": {"zz-disk": "ssd", "aa-zone": "b"},
+                    "affinity": {
+                        "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                            "nodeSelectorTerms": [{"matchExpressions": [
+                                {"key": "zz-pool", "operator": "In", "values": ["zz", "mm", "aa"]},
+                                {"key": "aa-pool", "operator": "NotIn", "values": ["q", "b"]},
+                                {"key": "cores", "operator": "Gt", "values": ["2"]}]}]}},
+                        "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                            term("topology.kubernetes.io/zone")]},
+                        "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                            term("zz-rack")]}
+                    },
+                    "topologySpreadConstraints": [{
+                        "maxSkew": 1, "topologyKey": "zz-zone", "whenUnsatisfiable": "DoNotSchedule",
+                        "labelSelector": {"matchLabels": {"app": "aa-web", "zz-track": "canary"}},
+                        "matchLabelKeys": ["release"]}]
+                }
+            }),
+        )
+    }
+
+    #[test]
+    fn the_second_half_is_translated_into_the_first_halfs_symbols() {
+        let mut pods: Vec<serde_json::Value> = (0..PARALLEL_PODS)
+            .map(|i| pod("default", &format!("plain-{i}"), "n1", "10m", "1Mi"))
+            .collect();
+        pods.extend((0..PARALLEL_PODS).map(pod_with_every_symbol));
+        let owned = snapshot(
+            vec![crate::engine::tests::node("n1", "4", "8Gi")],
+            pods,
+            vec![],
+        );
+        let snapshot: w::ClusterSnapshot = view(&owned);
+        let ids = node_ids(&snapshot);
+        let mut one = Interner::default();
+        let mut two = Interner::default();
+        let sequential = compile_pods(&snapshot.pods, &ids, &mut one, 1).expect("valid");
+        let parallel = compile_pods(&snapshot.pods, &ids, &mut two, 2).expect("valid");
+        assert_eq!(sequential.len(), 2 * PARALLEL_PODS);
+        assert_eq!(format!("{sequential:?}"), format!("{parallel:?}"));
+        assert_eq!(format!("{one:?}"), format!("{two:?}"));
+        // The translated pods still answer as compiled: their own spread selector matches them.
+        let last = &parallel[2 * PARALLEL_PODS - 1];
+        assert!(last.spread[0].selector.matches(&last.labels));
+        assert_eq!(two.name(last.ns), "myapp");
     }
 
     fn add_bad_cpu_request(pod: &mut w::Pod) {

@@ -3,7 +3,7 @@
 //! rejects a pod whose terms name nodes by name and name none in common.
 
 use crate::engine::EngineError;
-use crate::engine::labels::{Interner, Labels, Sym};
+use crate::engine::labels::{Interner, Labels, Sym, SymMap};
 use crate::engine::view::{self, w};
 
 pub const REASON: &str = "node(s) didn't match Pod's node affinity/selector";
@@ -114,6 +114,23 @@ impl<'a> RequiredNodeAffinity<'a> {
             Some(terms) => terms
                 .iter()
                 .any(|term| term_matches(term, labels, node_name, strings)),
+        }
+    }
+
+    /// Into another interner's symbols.
+    pub fn remap(&mut self, map: &SymMap) {
+        for (key, value) in &mut self.node_selector {
+            *key = map.sym(*key);
+            *value = map.sym(*value);
+        }
+        self.node_selector.sort_unstable();
+        for term in self.terms.iter_mut().flatten() {
+            for expression in &mut term.labels {
+                expression.key = map.sym(expression.key);
+                if let LabelOp::In(values) | LabelOp::NotIn(values) = &mut expression.op {
+                    map.sorted(values);
+                }
+            }
         }
     }
 

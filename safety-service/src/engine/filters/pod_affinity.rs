@@ -4,7 +4,7 @@
 use rustc_hash::FxHashMap;
 
 use crate::engine::EngineError;
-use crate::engine::labels::{Interner, Labels, Selector, Sym};
+use crate::engine::labels::{Interner, Labels, Selector, Sym, SymMap};
 use crate::engine::snapshot::{Index, PodId, PodInfo};
 use crate::engine::state::ClusterState;
 use crate::engine::view::{self, w};
@@ -65,6 +65,14 @@ impl AffinityTerm {
             None => Vec::new(),
         };
         Ok((affinity_terms, anti_terms))
+    }
+
+    /// Into another interner's symbols.
+    pub fn remap(&mut self, map: &SymMap) {
+        self.selector.remap(map);
+        map.sorted(&mut self.namespaces);
+        self.namespace_selector.remap(map);
+        self.topology_key = map.sym(self.topology_key);
     }
 
     /// The pods this term may match: those of its namespaces, or every pod when a namespace

@@ -7,7 +7,7 @@ use rustc_hash::FxHashMap;
 
 use crate::engine::EngineError;
 use crate::engine::filters::taints::first_untolerated;
-use crate::engine::labels::{Interner, Labels, Selector, Sym};
+use crate::engine::labels::{Interner, Labels, Selector, Sym, SymMap};
 use crate::engine::snapshot::{Index, PodId, effective_taints};
 use crate::engine::state::ClusterState;
 use crate::engine::view::{self, w};
@@ -27,6 +27,12 @@ pub struct SpreadConstraint {
 }
 
 impl SpreadConstraint {
+    /// Into another interner's symbols.
+    pub fn remap(&mut self, map: &SymMap) {
+        self.topology_key = map.sym(self.topology_key);
+        self.selector.remap(map);
+    }
+
     /// The pod's DoNotSchedule constraints (ScheduleAnyway never filters), with `matchLabelKeys`
     /// merged into the selector.
     pub fn compile_pod<'a>(
