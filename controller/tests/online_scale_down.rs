@@ -184,10 +184,15 @@ async fn a_pod_added_after_start_changes_the_decision_through_the_watch() {
         annotation(&fake, "n3").filter(|s| s.starts_with("removable since "))
     })
     .await;
-    let reasons: Vec<String> = node_events(&fake, "n3")
-        .into_iter()
-        .map(|(r, _)| r)
-        .collect();
+    // The status annotation is written before its Event: wait for the Event too.
+    let reasons: Vec<String> = eventually(WAIT, "the third Event", || {
+        let reasons: Vec<String> = node_events(&fake, "n3")
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
+        (reasons.len() >= 3).then_some(reasons)
+    })
+    .await;
     assert_eq!(
         reasons,
         [
