@@ -448,58 +448,7 @@ fn compile_pods<'a>(
     Ok(compiled)
 }
 
-/// The parts of a pod that go through the interner.
-struct PodSymbols<'a> {
-    namespace: &'a str,
-    name: &'a str,
-    ns: Sym,
-    labels: Labels,
-    node_affinity: RequiredNodeAffinity<'a>,
-    affinity: Vec<AffinityTerm>,
-    anti_affinity: Vec<AffinityTerm>,
-    spread: Vec<SpreadConstraint>,
-}
-
-/// The parts of a pod that do not.
-struct PodUsage<'a> {
-    annotations: &'a [w::StringPair],
-    source: &'a w::Pod,
-    bound_to: Option<NodeId>,
-    finished: bool,
-    terminating: bool,
-    mirror: bool,
-    controller: Controller,
-    priority: i32,
-    requests: Resources<'a>,
-    host_ports: Vec<HostPort<'a>>,
-    tolerations: Vec<Toleration<'a>>,
-}
-
-impl<'a> PodInfo<'a> {
-    fn assemble(symbols: PodSymbols<'a>, usage: PodUsage<'a>) -> Self {
-        PodInfo {
-            namespace: symbols.namespace,
-            name: symbols.name,
-            ns: symbols.ns,
-            labels: symbols.labels,
-            annotations: usage.annotations,
-            source: usage.source,
-            bound_to: usage.bound_to,
-            finished: usage.finished,
-            terminating: usage.terminating,
-            mirror: usage.mirror,
-            controller: usage.controller,
-            priority: usage.priority,
-            requests: usage.requests,
-            host_ports: usage.host_ports,
-            tolerations: usage.tolerations,
-            node_affinity: symbols.node_affinity,
-            affinity: symbols.affinity,
-            anti_affinity: symbols.anti_affinity,
-            spread: symbols.spread,
-        }
-    }
-
+impl PodInfo<'_> {
     /// Into another interner's symbols.
     fn remap(&mut self, map: &SymMap) {
         self.ns = map.sym(self.ns);
@@ -514,29 +463,14 @@ impl<'a> PodInfo<'a> {
     }
 }
 
+/// Compiles a pod; its symbols (names, labels, selectors) are checked before its usage
+/// (requests, ports, tolerations).
 fn compile_pod<'a>(
     pod: &'a w::Pod,
     path: &dyn Fn() -> String,
     node_ids: &FxHashMap<&'a str, NodeId>,
     strings: &mut Interner<'a>,
 ) -> Result<PodInfo<'a>, EngineError> {
-    let symbols = compile_symbols(pod, path, strings)?;
-    let usage = compile_usage(pod, path, node_ids)?;
-    Ok(PodInfo::assemble(symbols, usage))
-}
-
-fn spec_of(pod: &w::Pod) -> &w::PodSpec {
-    static EMPTY_SPEC: std::sync::OnceLock<w::PodSpec> = std::sync::OnceLock::new();
-    pod.spec
-        .as_ref()
-        .unwrap_or_else(|| EMPTY_SPEC.get_or_init(Default::default))
-}
-
-fn compile_symbols<'a>(
-    pod: &'a w::Pod,
-    path: &dyn Fn() -> String,
-    strings: &mut Interner<'a>,
-) -> Result<PodSymbols<'a>, EngineError> {
     let meta = pod.metadata.as_ref();
     let meta_path = || format!("{}.metadata", path());
     let name = name_of(meta, &meta_path)?;
@@ -553,27 +487,10 @@ fn compile_symbols<'a>(
     let spec_path = || format!("{}.spec", path());
     let (affinity, anti_affinity) =
         AffinityTerm::compile_pod(spec, ns, &labels, strings, &spec_path)?;
-    Ok(PodSymbols {
-        namespace,
-        name,
-        ns,
-        spread: SpreadConstraint::compile_pod(spec, &labels, strings, &spec_path)?,
-        node_affinity: RequiredNodeAffinity::compile(spec, strings, &spec_path)?,
-        affinity,
-        anti_affinity,
-        labels,
-    })
-}
+    let spread = SpreadConstraint::compile_pod(spec, &labels, strings, &spec_path)?;
+    let node_affinity = RequiredNodeAffinity::compile(spec, strings, &spec_path)?;
 
-fn compile_usage<'a>(
-    pod: &'a w::Pod,
-    path: &dyn Fn() -> String,
-    node_ids: &FxHashMap<&'a str, NodeId>,
-) -> Result<PodUsage<'a>, EngineError> {
-    let meta = pod.metadata.as_ref();
     let annotations = meta.map_or(&[][..], |m| &m.annotations);
-    let spec = spec_of(pod);
-    let spec_path = || format!("{}.spec", path());
     let phase = pod.status.as_ref().map_or(&[][..], |s| s.phase.as_ref());
     let controller = meta
         .and_then(|m| {
@@ -595,7 +512,11 @@ fn compile_usage<'a>(
         })?);
     }
     let node_name = view::text(&spec.node_name, || format!("{}.nodeName", spec_path()))?;
-    Ok(PodUsage {
+    Ok(PodInfo {
+        namespace,
+        name,
+        ns,
+        labels,
         annotations,
         source: pod,
         bound_to: node_ids.get(node_name).copied(),
@@ -607,7 +528,18 @@ fn compile_usage<'a>(
         requests: resources::pod_requests(spec, &spec_path)?,
         host_ports: node_ports::host_ports(spec, &spec_path)?,
         tolerations,
+        node_affinity,
+        affinity,
+        anti_affinity,
+        spread,
     })
+}
+
+fn spec_of(pod: &w::Pod) -> &w::PodSpec {
+    static EMPTY_SPEC: std::sync::OnceLock<w::PodSpec> = std::sync::OnceLock::new();
+    pod.spec
+        .as_ref()
+        .unwrap_or_else(|| EMPTY_SPEC.get_or_init(Default::default))
 }
 
 fn name_of<'a>(
