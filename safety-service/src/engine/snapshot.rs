@@ -396,7 +396,9 @@ fn compile_pods<'a>(
     threads: usize,
 ) -> Result<Vec<PodInfo<'a>>, EngineError> {
     let compile = |from: usize, to: usize, strings: &mut Interner<'a>| {
-        let mut compiled = Vec::with_capacity(to - from + 1);
+        // Room for every pod from `from` on (the second half is appended to the first) and for
+        // the FindSchedulableNode pod, so nothing is moved again.
+        let mut compiled = Vec::with_capacity(pods.len() - from + 1);
         for (i, pod) in pods.iter().enumerate().take(to).skip(from) {
             compiled.push(compile_pod(
                 pod,
